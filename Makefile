@@ -1,0 +1,36 @@
+# All set-up lives here: a fresh machine needs only `make demo` or `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+DEB_PACKAGES := fuse3 libfuse3-dev pkg-config gcc python3-dev
+STAMP := $(VENV)/.installed
+
+.PHONY: install deps test demo bench clean
+
+install: $(STAMP)
+
+# Debian packages only when missing, so repeated runs stay fast and offline.
+deps:
+	@missing=""; for p in $(DEB_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+
+$(STAMP): pyproject.toml
+	$(MAKE) deps
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $(STAMP)
+
+test: install
+	$(BIN)/python -m pytest -q -rs tests
+
+demo: install
+	$(BIN)/python -m fakefs.demo
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,237 @@
+"""Cgroups and hierarchies: the tree, control-file dispatch and membership.
+
+A :class:`Hierarchy` is one cgroup v1 mount: a set of controllers (or a
+name such as ``name=systemd``) and a tree of :class:`Cgroup` nodes. Rules
+that are the same for every controller (write size, mkdir/rmdir/rename,
+attaching tasks) live here; controller-specific rules live in
+``controllers/``.
+"""
+
+from __future__ import annotations
+
+import errno
+from typing import TYPE_CHECKING, Any, Iterator
+
+from .cftype import ControlFile, Controller, FileAttrs, WriteContext
+from .errors import KernelError, einval
+from .kparse import kernel_strstrip, kstrtoll
+
+if TYPE_CHECKING:
+    from .tree import CgroupModel
+
+NAME_MAX = 255
+
+
+class Cgroup:
+    __slots__ = ("hierarchy", "name", "parent", "children", "state", "attrs", "serial")
+
+    def __init__(self, hierarchy: "Hierarchy", name: str, parent: "Cgroup | None", serial: int):
+        self.hierarchy = hierarchy
+        self.name = name
+        self.parent = parent
+        self.children: dict[str, Cgroup] = {}
+        self.state: dict[str, Any] = {}
+        self.attrs: dict[str, FileAttrs] = {}
+        # Unique for the model's lifetime: lets backends give stable inodes.
+        self.serial = serial
+
+    @property
+    def is_root(self) -> bool:
+        return self.parent is None
+
+    @property
+    def path(self) -> str:
+        parts: list[str] = []
+        node: Cgroup | None = self
+        while node is not None and node.parent is not None:
+            parts.append(node.name)
+            node = node.parent
+        return "/" + "/".join(reversed(parts))
+
+    def ancestors(self) -> Iterator["Cgroup"]:
+        node = self.parent
+        while node is not None:
+            yield node
+            node = node.parent
+
+    def descendants(self) -> Iterator["Cgroup"]:
+        for child in list(self.children.values()):
+            yield child
+            yield from child.descendants()
+
+    def __repr__(self) -> str:
+        return f"<Cgroup {self.hierarchy.label}:{self.path}>"
+
+
+class Hierarchy:
+    """One v1 hierarchy: its controllers, its tree and who is in which cgroup."""
+
+    def __init__(self, model: "CgroupModel", controllers: list[Controller], name: str | None = None):
+        from .controllers.core import CORE
+
+        self.model = model
+        self.controllers = controllers
+        self.name = name  # the "name=" option, e.g. "systemd"
+        self._all = [CORE] + controllers
+        self._files = {
+            is_root: {f.name: f for c in self._all for f in c.files if f.placement.allows(is_root)}
+            for is_root in (True, False)
+        }
+        self.release_agent = ""
+        # Non-root membership by thread id; threads not listed are in the root.
+        self.placed: dict[int, Cgroup] = {}
+        self.root = self._new_cgroup("", None)
+
+    # -- identity -----------------------------------------------------------
+    @property
+    def label(self) -> str:
+        """The super options as mountinfo shows them: ``cpu,cpuacct``, ``name=systemd``."""
+        parts = [c.name for c in self.controllers]
+        if self.name:
+            parts.append(f"name={self.name}")
+        return ",".join(parts)
+
+    def controller(self, name: str) -> Controller | None:
+        return next((c for c in self.controllers if c.name == name), None)
+
+    # -- tree -----------------------------------------------------------------
+    def _new_cgroup(self, name: str, parent: Cgroup | None) -> Cgroup:
+        cg = Cgroup(self, name, parent, self.model.next_serial())
+        for ctrl in self._all:
+            cg.state[ctrl.name] = ctrl.new_state(cg)
+        return cg
+
+    def files(self, cg: Cgroup) -> dict[str, ControlFile]:
+        return self._files[cg.is_root]
+
+    def resolve(self, path: str) -> Cgroup:
+        node = self.root
+        for part in path.strip("/").split("/"):
+            if not part:
+                continue
+            try:
+                node = node.children[part]
+            except KeyError:
+                raise KernelError(errno.ENOENT, path) from None
+        return node
+
+    def _check_name(self, parent: Cgroup, name: str) -> None:
+        if name in ("", ".", "..") or "/" in name or "\0" in name:
+            raise einval(f"bad name {name!r}")
+        if len(name.encode()) > NAME_MAX:
+            raise KernelError(errno.ENAMETOOLONG, name)
+        if "\n" in name:
+            # cgroup_mkdir: names with a newline would corrupt /proc/PID/cgroup.
+            raise einval("newline in cgroup name")
+        if name in parent.children or name in self.files(parent):
+            raise KernelError(errno.EEXIST, name)
+
+    def mkdir(self, parent: Cgroup, name: str) -> Cgroup:
+        self._check_name(parent, name)
+        child = self._new_cgroup(name, parent)
+        parent.children[name] = child
+        self.model.changed()
+        return child
+
+    def rmdir(self, cg: Cgroup) -> None:
+        if cg.is_root:
+            raise KernelError(errno.EBUSY, "root cgroup")
+        if cg.children or self.tids_in(cg):
+            # cgroup_destroy_locked: populated or has children
+            raise KernelError(errno.EBUSY, cg.path)
+        assert cg.parent is not None
+        del cg.parent.children[cg.name]
+        cg.parent = None
+        self.model.changed()
+
+    def rename(self, cg: Cgroup, new_parent: Cgroup, new_name: str) -> None:
+        """cgroup1_rename: only a rename within the same parent is allowed."""
+        if cg.is_root:
+            raise KernelError(errno.EBUSY, "root cgroup")
+        if new_parent is not cg.parent:
+            raise KernelError(errno.EIO, "cgroup1 rename across parents")
+        if new_name == cg.name:
+            return
+        self._check_name(new_parent, new_name)
+        del new_parent.children[cg.name]
+        cg.name = new_name
+        new_parent.children[new_name] = cg
+        self.model.changed()
+
+    # -- control files --------------------------------------------------------
+    def read_file(self, cg: Cgroup, name: str) -> str:
+        spec = self.files(cg).get(name)
+        if spec is None:
+            raise KernelError(errno.ENOENT, name)
+        return spec.render(cg)
+
+    def write_file(self, cg: Cgroup, name: str, data: bytes, ctx: WriteContext = WriteContext()) -> int:
+        """One write() call: one command, as kernfs delivers it."""
+        spec = self.files(cg).get(name)
+        if spec is None:
+            raise KernelError(errno.ENOENT, name)
+        if len(data) > spec.max_write_len:
+            raise KernelError(errno.E2BIG, "write larger than the file accepts")
+        if not data:
+            return 0
+        if spec.write is None:
+            raise einval("file has no write handler")
+        # latin-1 maps every byte to one char, so junk bytes fail the parsers.
+        spec.write(cg, data.decode("latin-1"), ctx)
+        self.model.changed()
+        return len(data)
+
+    # -- membership -----------------------------------------------------------
+    def _live(self, tid: int) -> bool:
+        if self.model.processes.exists(tid):
+            return True
+        self.placed.pop(tid, None)
+        return False
+
+    def cgroup_of(self, tid: int) -> Cgroup:
+        return self.placed.get(tid, self.root)
+
+    def tids_in(self, cg: Cgroup) -> list[int]:
+        if cg.is_root:
+            others = self.placed
+            return sorted(t for t in self.model.processes.all_tids() if t not in others or others[t] is cg)
+        return sorted(t for t, where in list(self.placed.items()) if where is cg and self._live(t))
+
+    def tgids_in(self, cg: Cgroup) -> list[int]:
+        procs = self.model.processes
+        return sorted({tg for t in self.tids_in(cg) if (tg := procs.tgid_of(t)) is not None})
+
+    def subtree_tids(self, cg: Cgroup) -> list[int]:
+        result = list(self.tids_in(cg))
+        for d in cg.descendants():
+            result.extend(self.tids_in(d))
+        return result
+
+    def parse_pid_write(self, text: str, ctx: WriteContext) -> int:
+        """__cgroup1_procs_write: strstrip, kstrtoint base 0, 0 = the writer."""
+        value = kstrtoll(kernel_strstrip(text))
+        if value < 0 or value > 0x7FFFFFFF:
+            raise einval("bad pid")
+        if value == 0:
+            if not ctx.tid:
+                raise KernelError(errno.ESRCH, "writer unknown")
+            return ctx.tid
+        return value
+
+    def attach(self, cg: Cgroup, tid: int, threadgroup: bool) -> None:
+        procs = self.model.processes
+        if not procs.exists(tid):
+            raise KernelError(errno.ESRCH, str(tid))
+        if threadgroup:
+            tgid = procs.tgid_of(tid) or tid
+            tids = procs.threads_of(tgid) or [tid]
+        else:
+            tids = [tid]
+        for ctrl in self.controllers:
+            ctrl.can_attach(cg, tids)
+        for t in tids:
+            if cg.is_root:
+                self.placed.pop(t, None)
+            else:
+                self.placed[t] = cg
+        self.model.changed()

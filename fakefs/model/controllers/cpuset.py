@@ -1,0 +1,10 @@
+"""cpuset controller (placeholder: core files only until its table is written)."""
+
+from ..cftype import Controller
+
+
+class Cpuset(Controller):
+    name = "cpuset"
+
+
+CONTROLLER = Cpuset()

@@ -1,0 +1,67 @@
+"""What the model needs to know about the machine, passed in rather than read.
+
+``HostFacts`` are the constants a real kernel derives from its hardware;
+``ProcessTable`` answers questions about live processes. The daemon fills
+them from the real machine (``fakefs.hostinfo``); tests pass fixed ones.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterable, Protocol
+
+
+@dataclass(frozen=True)
+class HostFacts:
+    online_cpus: frozenset[int] = frozenset({0})
+    nr_cpu_ids: int = 1  # cpus "possible": bits beyond are ERANGE
+    online_mems: frozenset[int] = frozenset({0})
+    nr_node_ids: int = 1
+    memory_total: int = 1 << 30
+    page_size: int = 4096
+    # Huge page sizes in bytes, as /sys/kernel/mm/hugepages lists them.
+    hugepage_sizes: tuple[int, ...] = (2 << 20,)
+    pid_max_limit: int = 4194304  # PID_MAX_LIMIT on 64-bit
+    user_hz: int = 100
+    swap_accounting: bool = True
+
+
+class ProcessTable(Protocol):
+    """Live processes, identified as the kernel does: tids, grouped by tgid."""
+
+    def exists(self, tid: int) -> bool: ...
+
+    def tgid_of(self, tid: int) -> int | None: ...
+
+    def threads_of(self, tgid: int) -> list[int]: ...
+
+    def all_tids(self) -> Iterable[int]: ...
+
+
+@dataclass
+class StaticProcessTable:
+    """An in-memory process table for tests: ``{tgid: [tids]}``."""
+
+    processes: dict[int, list[int]] = field(default_factory=dict)
+
+    def exists(self, tid: int) -> bool:
+        return self.tgid_of(tid) is not None
+
+    def tgid_of(self, tid: int) -> int | None:
+        for tgid, tids in self.processes.items():
+            if tid in tids:
+                return tgid
+        return None
+
+    def threads_of(self, tgid: int) -> list[int]:
+        return list(self.processes.get(tgid, []))
+
+    def all_tids(self) -> Iterable[int]:
+        return [t for tids in self.processes.values() for t in tids]
+
+    def spawn(self, tgid: int, threads: int = 1) -> int:
+        self.processes[tgid] = [tgid] + [tgid * 1000 + i for i in range(1, threads)]
+        return tgid
+
+    def exit(self, tgid: int) -> None:
+        self.processes.pop(tgid, None)
