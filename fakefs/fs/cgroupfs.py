@@ -1,0 +1,173 @@
+"""Nodes over the cgroup model, laid out as a cgroup v1 host's /sys/fs/cgroup:
+a tmpfs-like root holding one directory per hierarchy plus alias symlinks.
+"""
+
+from __future__ import annotations
+
+import errno
+import stat
+import time
+
+from ..model.cftype import FileAttrs, WriteContext
+from ..model.cgroup import Cgroup, Hierarchy
+from ..model.errors import KernelError
+from ..model.tree import CgroupModel
+from .nodes import Attr, Node
+
+
+class CgroupFsRoot(Node):
+    """The mount point: like the tmpfs a systemd host mounts at /sys/fs/cgroup."""
+
+    def __init__(self, model: CgroupModel):
+        self.model = model
+        self.key = ("cgroupfs-root",)
+        self.mtime_ns = time.time_ns()
+
+    def attr(self) -> Attr:
+        return Attr(stat.S_IFDIR | 0o755, nlink=2 + len(self.model.mounts), mtime_ns=self.mtime_ns)
+
+    def lookup(self, name: str) -> Node:
+        target = self.model.entries().get(name)
+        if target is None:
+            raise KernelError(errno.ENOENT, name)
+        if isinstance(target, str):
+            return AliasLink(name, target, self.mtime_ns)
+        return CgroupDir(target.root, self.mtime_ns)
+
+    def entries(self) -> list[tuple[str, Node]]:
+        return [(name, self.lookup(name)) for name in self.model.entries()]
+
+    def mkdir(self, name: str, ctx: WriteContext) -> Node:
+        # The layout is fixed by the model's hierarchies.
+        raise KernelError(errno.EPERM, "hierarchies are configured at mount time")
+
+
+class AliasLink(Node):
+    def __init__(self, name: str, target: str, mtime_ns: int):
+        self.key = ("alias", name)
+        self.target = target
+        self.mtime_ns = mtime_ns
+
+    def attr(self) -> Attr:
+        return Attr(stat.S_IFLNK | 0o777, size=len(self.target), mtime_ns=self.mtime_ns)
+
+    def readlink(self) -> str:
+        return self.target
+
+
+class CgroupDir(Node):
+    def __init__(self, cgroup: Cgroup, mtime_ns: int):
+        self.cgroup = cgroup
+        self.key = ("cgroup", cgroup.serial)
+        self.mtime_ns = mtime_ns
+
+    @property
+    def hierarchy(self) -> Hierarchy:
+        return self.cgroup.hierarchy
+
+    def _alive(self) -> Cgroup:
+        cg = self.cgroup
+        if not cg.is_root and cg.parent is None:
+            raise KernelError(errno.ENOENT, "cgroup removed")
+        return cg
+
+    def attr(self) -> Attr:
+        cg = self._alive()
+        # Hierarchy roots are dr-xr-xr-x, children drwxr-xr-x (measured).
+        mode = 0o555 if cg.is_root else 0o755
+        a = cg.attrs.get(".")
+        if a is not None and a.mode is not None:
+            mode = a.mode
+        return Attr(stat.S_IFDIR | mode, uid=a.uid if a else 0, gid=a.gid if a else 0,
+                    nlink=2 + len(cg.children), mtime_ns=self.mtime_ns)
+
+    def lookup(self, name: str) -> Node:
+        cg = self._alive()
+        child = cg.children.get(name)
+        if child is not None:
+            return CgroupDir(child, self.mtime_ns)
+        if name in self.hierarchy.files(cg):
+            return ControlNode(cg, name, self.mtime_ns)
+        raise KernelError(errno.ENOENT, name)
+
+    def entries(self) -> list[tuple[str, Node]]:
+        cg = self._alive()
+        out: list[tuple[str, Node]] = [(n, ControlNode(cg, n, self.mtime_ns)) for n in sorted(self.hierarchy.files(cg))]
+        out += [(n, CgroupDir(c, self.mtime_ns)) for n, c in cg.children.items()]
+        return out
+
+    def mkdir(self, name: str, ctx: WriteContext) -> Node:
+        return CgroupDir(self.hierarchy.mkdir(self._alive(), name), self.mtime_ns)
+
+    def rmdir(self, name: str, ctx: WriteContext) -> None:
+        cg = self._alive()
+        child = cg.children.get(name)
+        if child is None:
+            raise KernelError(errno.ENOTDIR if name in self.hierarchy.files(cg) else errno.ENOENT, name)
+        self.hierarchy.rmdir(child)
+
+    def rename(self, name: str, new_dir: Node, new_name: str, ctx: WriteContext) -> None:
+        cg = self._alive()
+        child = cg.children.get(name)
+        if child is None:
+            # kernfs refuses to rename a file: cgroup1_rename -> ENOTDIR
+            raise KernelError(errno.ENOTDIR if name in self.hierarchy.files(cg) else errno.ENOENT, name)
+        if not isinstance(new_dir, CgroupDir) or new_dir.hierarchy is not self.hierarchy:
+            raise KernelError(errno.EXDEV)
+        self.hierarchy.rename(child, new_dir.cgroup, new_name)
+
+    def chmod_chown(self, mode: int | None, uid: int | None, gid: int | None) -> None:
+        _apply_attrs(self._alive(), ".", mode, uid, gid)
+
+
+def _apply_attrs(cg: Cgroup, name: str, mode: int | None, uid: int | None, gid: int | None) -> None:
+    a = cg.attrs.setdefault(name, FileAttrs())
+    if mode is not None:
+        a.mode = mode & 0o7777
+    if uid is not None:
+        a.uid = uid
+    if gid is not None:
+        a.gid = gid
+    cg.hierarchy.model.changed()
+
+
+class ControlNode(Node):
+    def __init__(self, cgroup: Cgroup, name: str, mtime_ns: int):
+        self.cgroup = cgroup
+        self.name = name
+        self.key = ("cgfile", cgroup.serial, name)
+        self.mtime_ns = mtime_ns
+
+    def _spec(self):
+        cg = self.cgroup
+        if not cg.is_root and cg.parent is None:
+            raise KernelError(errno.ENOENT, "cgroup removed")
+        spec = cg.hierarchy.files(cg).get(self.name)
+        if spec is None:
+            raise KernelError(errno.ENOENT, self.name)
+        return spec
+
+    def attr(self) -> Attr:
+        spec = self._spec()
+        a = self.cgroup.attrs.get(self.name)
+        mode = a.mode if a is not None and a.mode is not None else spec.mode
+        size = 0
+        if spec.read is not None:
+            try:
+                size = len(self.render())
+            except KernelError:
+                size = 0
+        return Attr(stat.S_IFREG | mode, uid=a.uid if a else 0, gid=a.gid if a else 0,
+                    size=size, mtime_ns=self.mtime_ns)
+
+    def render(self) -> bytes:
+        spec = self._spec()
+        return spec.render(self.cgroup).encode("latin-1")
+
+    def write(self, data: bytes, ctx: WriteContext) -> int:
+        self._spec()
+        return self.cgroup.hierarchy.write_file(self.cgroup, self.name, data, ctx)
+
+    def chmod_chown(self, mode: int | None, uid: int | None, gid: int | None) -> None:
+        self._spec()
+        _apply_attrs(self.cgroup, self.name, mode, uid, gid)

@@ -1,0 +1,85 @@
+"""The node interface the operations layer serves.
+
+A tree (the cgroup hierarchies, later /proc/sys) exposes directories, files
+and symlinks as nodes. Nodes are cheap views over the model, created on
+demand; ``key`` identifies the object behind a node so that the inode table
+can give it the same inode every time.
+"""
+
+from __future__ import annotations
+
+import errno
+import stat
+from dataclasses import dataclass
+from typing import Hashable
+
+from ..model.cftype import WriteContext
+from ..model.errors import KernelError
+
+
+@dataclass
+class Attr:
+    mode: int  # including the file type bits
+    uid: int = 0
+    gid: int = 0
+    size: int = 0
+    nlink: int = 1
+    mtime_ns: int = 0
+
+
+class Node:
+    key: Hashable
+
+    def attr(self) -> Attr:
+        raise NotImplementedError
+
+    # Directories -------------------------------------------------------
+    def lookup(self, name: str) -> "Node":
+        raise KernelError(errno.ENOTDIR)
+
+    def entries(self) -> list[tuple[str, "Node"]]:
+        raise KernelError(errno.ENOTDIR)
+
+    def mkdir(self, name: str, ctx: WriteContext) -> "Node":
+        raise KernelError(errno.EPERM)
+
+    def rmdir(self, name: str, ctx: WriteContext) -> None:
+        raise KernelError(errno.EPERM)
+
+    def unlink(self, name: str, ctx: WriteContext) -> None:
+        # VFS gives EPERM when the directory has no ->unlink (kernfs, procfs).
+        raise KernelError(errno.EPERM)
+
+    def create(self, name: str, ctx: WriteContext) -> "Node":
+        # lookup_open(): no ->create in the directory -> EACCES.
+        raise KernelError(errno.EACCES)
+
+    def rename(self, name: str, new_dir: "Node", new_name: str, ctx: WriteContext) -> None:
+        raise KernelError(errno.EPERM)
+
+    # Files --------------------------------------------------------------
+    def check_open(self, writing: bool, ctx: WriteContext) -> None:
+        """Refusals beyond the mode bits (e.g. sysctl's own check)."""
+
+    def render(self) -> bytes:
+        raise KernelError(errno.EISDIR)
+
+    def write(self, data: bytes, ctx: WriteContext) -> int:
+        raise KernelError(errno.EISDIR)
+
+    def truncate(self, size: int) -> None:
+        """``echo x > file`` truncates first; control files accept and ignore it."""
+
+    def chmod_chown(self, mode: int | None, uid: int | None, gid: int | None) -> None:
+        raise KernelError(errno.EPERM)
+
+    # Symlinks -----------------------------------------------------------
+    def readlink(self) -> str:
+        raise KernelError(errno.EINVAL)
+
+    @property
+    def is_dir(self) -> bool:
+        return stat.S_ISDIR(self.attr().mode)
+
+    # Volatile content must never be cached by the kernel page cache.
+    volatile: bool = True

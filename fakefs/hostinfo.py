@@ -1,0 +1,80 @@
+"""Facts about the real machine, read once, for the model's defaults; and the
+live process table the model asks about membership (PIDs as the kernel
+sees them in our PID namespace)."""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Iterable
+
+import psutil
+
+from .model.host import HostFacts
+from .model.kparse import parse_cpulist
+
+
+def _read(path: str, default: str = "") -> str:
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError:
+        return default
+
+
+def _cpus(path: str, default: str) -> frozenset[int]:
+    return frozenset(parse_cpulist(_read(path, default) or default, 1 << 16))
+
+
+def read_host_facts() -> HostFacts:
+    online = _cpus("/sys/devices/system/cpu/online", f"0-{(os.cpu_count() or 1) - 1}")
+    possible = _cpus("/sys/devices/system/cpu/possible", "") or online
+    mems = _cpus("/sys/devices/system/node/online", "0")
+    mems_possible = _cpus("/sys/devices/system/node/possible", "") or mems
+    sizes = []
+    try:
+        for name in os.listdir("/sys/kernel/mm/hugepages"):
+            m = re.fullmatch(r"hugepages-(\d+)kB", name)
+            if m:
+                sizes.append(int(m.group(1)) * 1024)
+    except OSError:
+        pass
+    return HostFacts(
+        online_cpus=online,
+        nr_cpu_ids=max(possible) + 1,
+        online_mems=mems,
+        nr_node_ids=max(mems_possible) + 1,
+        memory_total=psutil.virtual_memory().total,
+        page_size=os.sysconf("SC_PAGE_SIZE"),
+        hugepage_sizes=tuple(sorted(sizes)),
+        user_hz=os.sysconf("SC_CLK_TCK"),
+    )
+
+
+class LiveProcessTable:
+    """Processes and threads from /proc (psutil for existence checks)."""
+
+    def exists(self, tid: int) -> bool:
+        return tid > 0 and psutil.pid_exists(tid) and os.path.exists(f"/proc/{tid}/status")
+
+    def tgid_of(self, tid: int) -> int | None:
+        try:
+            with open(f"/proc/{tid}/status") as f:
+                for line in f:
+                    if line.startswith("Tgid:"):
+                        return int(line.split()[1])
+        except (OSError, ValueError):
+            return None
+        return None
+
+    def threads_of(self, tgid: int) -> list[int]:
+        try:
+            return sorted(int(t) for t in os.listdir(f"/proc/{tgid}/task"))
+        except OSError:
+            return []
+
+    def all_tids(self) -> Iterable[int]:
+        out: list[int] = []
+        for pid in psutil.pids():
+            out.extend(self.threads_of(pid))
+        return out

@@ -1,0 +1,164 @@
+"""Starting and stopping mount daemons: what ``fakefs mount``/``umount`` do."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import signal
+import sys
+import time
+import traceback
+
+from . import registry
+from .daemon import MountError, MountRequest, serve
+from .mountinfo import mount_namespace_id, mounts_at
+from .sysmount import in_initial_mount_namespace, umount
+
+SYSTEM_PREFIXES = ("/sys", "/proc", "/dev")
+
+
+class CliError(Exception):
+    """A one-line error for the user; the CLI prints it and exits non-zero."""
+
+    def __init__(self, message: str, code: int = 1):
+        super().__init__(message)
+        self.code = code
+
+
+def is_stale(target: str) -> bool:
+    """A FUSE mount whose daemon is gone answers ENOTCONN."""
+    try:
+        os.stat(target)
+    except OSError as exc:
+        return exc.errno == errno.ENOTCONN
+    return False
+
+
+def fakefs_mounted_at(target: str) -> bool:
+    return any(m.fstype in ("fuse.fakefs", "fuse") and m.source == "fakefs" for m in mounts_at(target))
+
+
+def check_target(target: str, in_place: bool) -> str:
+    target = os.path.abspath(target)
+    if os.geteuid() != 0:
+        raise CliError("fakefs: must run as root (the mount is shared with every user via allow_other)")
+    if is_stale(target):
+        cleanup_stale(target)
+    if not os.path.isdir(target):
+        what = "does not exist" if not os.path.exists(target) else "is not a directory"
+        raise CliError(f"fakefs: mount target {target} {what}")
+    if (target == "/" or target.startswith(tuple(p + "/" for p in SYSTEM_PREFIXES)) or target in SYSTEM_PREFIXES) \
+            and in_initial_mount_namespace() and not in_place:
+        raise CliError(f"fakefs: refusing to mount over system path {target} in the host's mount namespace "
+                       f"(use `fakefs run` or a private namespace, or pass --in-place)")
+    return os.path.realpath(target)
+
+
+def cleanup_stale(target: str) -> None:
+    try:
+        umount(target, detach=True)
+    except OSError:
+        pass
+    registry.remove(target)
+
+
+def start(request: MountRequest, foreground: bool = False) -> int:
+    record = registry.load(request.target)
+    if record is not None:
+        if record.alive and fakefs_mounted_at(request.target):
+            raise CliError(f"fakefs: {request.target} is already mounted by fakefs (pid {record.pid})")
+        cleanup_stale(request.target)
+    elif fakefs_mounted_at(request.target):
+        raise CliError(f"fakefs: {request.target} already has a fakefs mount not made here")
+
+    if foreground:
+        def ready(err):
+            if err is None:
+                print(f"fakefs: serving {request.tree} at {request.target} (pid {os.getpid()})", flush=True)
+
+        try:
+            serve(request, ready)
+        except MountError as exc:
+            raise CliError(f"fakefs: {exc}") from None
+        return 0
+    return _start_background(request)
+
+
+def _start_background(request: MountRequest) -> int:
+    os.makedirs(registry.run_dir(), mode=0o700, exist_ok=True)
+    request.log = request.log or os.path.join(
+        registry.run_dir(), f"daemon-{mount_namespace_id()}-{hashlib.sha1(request.target.encode()).hexdigest()[:16]}.log")
+    rfd, wfd = os.pipe()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:  # the daemon
+        code = 1
+        try:
+            os.close(rfd)
+            os.setsid()
+            logfd = os.open(request.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            nullfd = os.open(os.devnull, os.O_RDONLY)
+            os.dup2(nullfd, 0)
+            os.dup2(logfd, 1)
+            os.dup2(logfd, 2)
+            reported = []
+
+            def ready(err):
+                reported.append(err)
+                os.write(wfd, (b"ok\n" if err is None else f"error {err}\n".encode()))
+                os.close(wfd)
+
+            try:
+                serve(request, ready)
+                code = 0
+            except MountError:
+                pass
+            except BaseException:
+                traceback.print_exc()
+                if not reported:
+                    os.write(wfd, b"error daemon failed before the mount was ready (see log)\n")
+        finally:
+            os._exit(code)
+    os.close(wfd)
+    chunks = []
+    while True:
+        data = os.read(rfd, 4096)
+        if not data:
+            break
+        chunks.append(data)
+    os.close(rfd)
+    answer = b"".join(chunks).decode(errors="replace").strip()
+    if answer == "ok":
+        return 0
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+    reason = answer[len("error "):] if answer.startswith("error ") else f"daemon exited early (see {request.log})"
+    raise CliError(f"fakefs: {reason}")
+
+
+def stop(target: str, timeout: float = 5.0) -> str:
+    """Unmount and stop the daemon; returns what was done (for the CLI)."""
+    target = os.path.realpath(os.path.abspath(target))
+    record = registry.load(target)
+    stale = is_stale(target)
+    if record is None and not stale and not fakefs_mounted_at(target):
+        return f"fakefs: nothing mounted at {target}"
+    if record is not None and record.alive:
+        os.kill(record.pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and record.alive:
+            time.sleep(0.02)
+        if record.alive:
+            os.kill(record.pid, signal.SIGKILL)
+    if is_stale(target) or fakefs_mounted_at(target):
+        try:
+            umount(target, detach=True)
+        except OSError as exc:
+            if exc.errno not in (errno.EINVAL, errno.ENOENT):
+                raise CliError(f"fakefs: cannot unmount {target}: {exc.strerror}") from None
+    registry.remove(target)
+    return f"fakefs: unmounted {target}"

@@ -1,0 +1,91 @@
+"""Which fakefs daemons serve which mount points, kept as one small JSON file
+per mount under the run directory (``/run/fakefs`` or ``$FAKEFS_RUN_DIR``).
+
+Entries are keyed by mount namespace and target, because the same path can
+be mounted separately in private namespaces.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass
+
+from .mountinfo import mount_namespace_id
+
+
+def run_dir() -> str:
+    return os.environ.get("FAKEFS_RUN_DIR", "/run/fakefs")
+
+
+@dataclass
+class MountRecord:
+    target: str
+    pid: int
+    backend: str
+    tree: str
+    mntns: str
+    started: float
+    log: str = ""
+
+    @property
+    def alive(self) -> bool:
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        # A zombie is not serving: look at its state.
+        try:
+            with open(f"/proc/{self.pid}/stat") as f:
+                return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+        except OSError:
+            return False
+
+
+def _path(mntns: str, target: str) -> str:
+    digest = hashlib.sha1(target.encode()).hexdigest()[:16]
+    return os.path.join(run_dir(), f"mount-{mntns}-{digest}.json")
+
+
+def save(record: MountRecord) -> None:
+    os.makedirs(run_dir(), mode=0o700, exist_ok=True)
+    path = _path(record.mntns, record.target)
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(asdict(record), f)
+    os.replace(tmp, path)
+
+
+def load(target: str, mntns: str | None = None) -> MountRecord | None:
+    try:
+        with open(_path(mntns or mount_namespace_id(), target)) as f:
+            return MountRecord(**json.load(f))
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def remove(target: str, mntns: str | None = None) -> None:
+    try:
+        os.unlink(_path(mntns or mount_namespace_id(), target))
+    except FileNotFoundError:
+        pass
+
+
+def all_records(mntns: str | None = None) -> list[MountRecord]:
+    ns = mntns or mount_namespace_id()
+    out = []
+    try:
+        names = sorted(os.listdir(run_dir()))
+    except OSError:
+        return []
+    for name in names:
+        if name.startswith(f"mount-{ns}-") and name.endswith(".json"):
+            try:
+                with open(os.path.join(run_dir(), name)) as f:
+                    out.append(MountRecord(**json.load(f)))
+            except (OSError, ValueError, TypeError):
+                continue
+    return out
