@@ -13,7 +13,7 @@ import traceback
 from . import registry
 from .daemon import MountError, MountRequest, serve
 from .mountinfo import mount_namespace_id, mounts_at
-from .sysmount import in_initial_mount_namespace, umount
+from .sysmount import in_private_mount_namespace, umount
 
 SYSTEM_PREFIXES = ("/sys", "/proc", "/dev")
 
@@ -49,7 +49,7 @@ def check_target(target: str, in_place: bool) -> str:
         what = "does not exist" if not os.path.exists(target) else "is not a directory"
         raise CliError(f"fakefs: mount target {target} {what}")
     if (target == "/" or target.startswith(tuple(p + "/" for p in SYSTEM_PREFIXES)) or target in SYSTEM_PREFIXES) \
-            and in_initial_mount_namespace() and not in_place:
+            and not in_private_mount_namespace() and not in_place:
         raise CliError(f"fakefs: refusing to mount over system path {target} in the host's mount namespace "
                        f"(use `fakefs run` or a private namespace, or pass --in-place)")
     return os.path.realpath(target)

@@ -47,6 +47,9 @@ def unshare_mount_namespace(make_private: bool = True) -> None:
     propagation change (util-linux's ``unshare -m`` fails there), which is
     harmless because its mounts do not propagate anyway."""
     _check(_libc.unshare(CLONE_NEWNS), "unshare(CLONE_NEWNS)")
+    # Remember (for this process and its children) that fakefs made this
+    # namespace: mounting over system paths is then safe.
+    os.environ[PRIVATE_NS_ENV] = os.readlink("/proc/self/ns/mnt")
     if make_private:
         try:
             mount("none", "/", None, MS_REC | MS_PRIVATE)
@@ -55,8 +58,20 @@ def unshare_mount_namespace(make_private: bool = True) -> None:
                 raise
 
 
-def in_initial_mount_namespace() -> bool:
+PRIVATE_NS_ENV = "FAKEFS_PRIVATE_MNTNS"
+
+
+def in_private_mount_namespace() -> bool:
+    """True only when we can tell this is not the host's mount namespace:
+    fakefs created it (recorded in the environment), or PID 1's namespace is
+    readable and differs. When in doubt, the answer is False (not safe)."""
     try:
-        return os.readlink("/proc/self/ns/mnt") == os.readlink("/proc/1/ns/mnt")
+        mine = os.readlink("/proc/self/ns/mnt")
+    except OSError:
+        return False
+    if os.environ.get(PRIVATE_NS_ENV) == mine:
+        return True
+    try:
+        return os.readlink("/proc/1/ns/mnt") != mine
     except OSError:
         return False
