@@ -1,10 +1,462 @@
-"""memory controller (placeholder: core files only until its table is written)."""
+"""memory controller, v1 files (mm/memcontrol-v1.c ``mem_cgroup_legacy_files``
+and ``memsw_files``).
 
-from ..cftype import Controller
+Measured on Linux 6.18 (this VM) with a throwaway child cgroup:
+
+* limits (``limit_in_bytes``, ``memsw.limit_in_bytes``, ``soft_limit_in_bytes``,
+  ``kmem.tcp.limit_in_bytes``) go through ``mem_cgroup_write``: the buffer is
+  strstrip'ed, then ``page_counter_memparse(buf, "-1")``: "-1" is
+  PAGE_COUNTER_MAX, anything else is memparse() (base 0, K/M/G/T/P/E suffix,
+  64-bit wrap-around) with nothing left over, rounded down to whole pages.
+  "1"->0, "4097"->4096, "0x1000"->4096, "010"->0 (octal 8), " 1k"/"\\n"
+  accepted, "-2", "+4096", "1x", "1kb", "1 k", "08" are EINVAL.
+* memory.limit <= memsw.limit both ways, else EINVAL (mem_cgroup_resize_max).
+* ``kmem.limit_in_bytes`` parses like the others but the value never changes
+  (deprecated: "Writing any value to this file has no effect").
+* max_usage/failcnt files take any non-empty write (mem_cgroup_reset ignores
+  the buffer): max_usage becomes the current usage, failcnt 0.
+* swappiness accepts 0..200 (MAX_SWAPPINESS is 200), ``use_hierarchy`` only 1,
+  ``move_charge_at_immigrate`` only 0 (charge moving was removed),
+  ``oom_control`` 0 or 1; all four are write_u64 (kstrtoull, no strstrip).
+* a child copies its parent's swappiness and oom_kill_disable at creation
+  (mem_cgroup_css_alloc); soft limit and limits start unlimited.
+
+From the kernel source (not measurable without writing the real root or
+charging memory to a throwaway cgroup, both off limits on the shared VM):
+writes of limits on the root are EINVAL but its soft limit is writable; the
+root's swappiness is the global vm_swappiness; a limit below the current usage
+is EBUSY once reclaim gives up (page_counter_set_max).
+
+Usage model: every cgroup holds the pages charged *directly* to it (zero for a
+new cgroup); a counter's usage is that figure summed over the subtree, as the
+kernel's hierarchical page_counter is. Nothing in the model is reclaimable, so
+lowering a limit below the usage is always EBUSY and force_empty frees nothing.
+The root's usage is the same subtree sum; deriving it from the host's real
+memory figures is left to the live-statistics work (plug in at
+:func:`charged_pages` / :func:`stat_local`).
+
+``memory.shown_ram_in_bytes`` exists on this VM's children but is not an
+upstream file (a vendor patch), so the model leaves it out.
+"""
+
+from __future__ import annotations
+
+import errno
+from dataclasses import dataclass, field
+
+from ..cftype import ControlFile, Controller, WriteContext
+from ..errors import KernelError, einval
+from ..kparse import S64_MAX, kernel_strstrip, kstrtoull, memparse
+
+MAX_SWAPPINESS = 200  # include/linux/swap.h, measured: 200 ok, 201 EINVAL
+DEFAULT_VM_SWAPPINESS = 60  # mm/vmscan.c vm_swappiness
+
+# Counters, as MEMFILE_TYPE: _MEM, _MEMSWAP, _KMEM, _TCP.
+MEM, MEMSW, KMEM, TCP = "memory", "memsw", "kmem", "tcp"
+COUNTERS = (MEM, MEMSW, KMEM, TCP)
+
+# memory.stat, in this kernel's order (memcg1_stat_names, memcg1_events,
+# lru_list_name), measured from a fresh child.
+STAT_KEYS = (
+    "cache", "rss", "rss_huge", "shmem", "mapped_file", "dirty", "writeback",
+    "workingset_refault_anon", "workingset_refault_file", "swap", "swapcached",
+)
+EVENT_KEYS = ("pgpgin", "pgpgout", "pgfault", "pgmajfault")
+LRU_KEYS = ("inactive_anon", "active_anon", "inactive_file", "active_file", "unevictable")
+ALL_STAT_KEYS = STAT_KEYS + EVENT_KEYS + LRU_KEYS
+
+# memcg_numa_stat_show: name -> LRU lists it adds up (in pages).
+NUMA_STATS = (
+    ("total", LRU_KEYS),
+    ("file", ("inactive_file", "active_file")),
+    ("anon", ("inactive_anon", "active_anon")),
+    ("unevictable", ("unevictable",)),
+)
+
+
+def page_counter_max(page_size: int) -> int:
+    """PAGE_COUNTER_MAX: LONG_MAX / PAGE_SIZE pages on 64-bit."""
+    return S64_MAX // page_size
+
+
+def page_counter_memparse(text: str, page_size: int) -> int:
+    """mm/page_counter.c page_counter_memparse(buf, "-1"): pages, clamped to
+    PAGE_COUNTER_MAX. The caller has already strstrip'ed ``text``."""
+    limit = page_counter_max(page_size)
+    if text == "-1":
+        return limit
+    value, rest = memparse(text)
+    if rest:
+        raise einval("trailing characters after size")
+    return min(value // page_size, limit)
+
+
+@dataclass
+class PageCounter:
+    """The parts of struct page_counter a v1 file shows; usage is computed."""
+
+    max: int  # pages
+    watermark: int = 0  # pages
+    failcnt: int = 0
+
+
+@dataclass
+class MemoryState:
+    counters: dict[str, PageCounter]
+    soft_limit: int  # pages
+    swappiness: int  # on the root this is vm_swappiness
+    oom_kill_disable: bool = False
+    under_oom: bool = False
+    oom_kill: int = 0
+    # Pages charged directly to this cgroup (not its descendants), per kind:
+    # "memory", "swap" (memsw = memory + swap), "kmem", "tcp".
+    charged: dict[str, int] = field(default_factory=lambda: {"memory": 0, "swap": 0, "kmem": 0, "tcp": 0})
+    # Local memory.stat figures, already in the unit the file prints.
+    stats: dict[str, int] = field(default_factory=dict)
+    # cgroup.event_control registrations accepted: (efd, cfd, args).
+    event_registrations: list[tuple[int, int, str]] = field(default_factory=list)
 
 
 class Memory(Controller):
     name = "memory"
 
+    def new_state(self, cgroup):
+        host = cgroup.hierarchy.model.host
+        unlimited = page_counter_max(host.page_size)
+        counters = {c: PageCounter(unlimited) for c in COUNTERS}
+        parent = cgroup.parent
+        if parent is None:
+            if not host.swap_accounting:
+                _drop_memsw_files(cgroup.hierarchy)
+            return MemoryState(counters, unlimited, DEFAULT_VM_SWAPPINESS)
+        p = self.state(parent)
+        # mem_cgroup_css_alloc: swappiness = mem_cgroup_swappiness(parent),
+        # oom_kill_disable copied from the parent (both measured).
+        st = MemoryState(counters, unlimited, p.swappiness, oom_kill_disable=p.oom_kill_disable)
+        return st
 
-CONTROLLER = Memory()
+
+MEMORY = CONTROLLER = Memory()
+
+
+def _drop_memsw_files(hierarchy) -> None:
+    """Without swap accounting the kernel never registers ``memsw_files``
+    (mem_cgroup_swap_init). A file table depends on the host here, which the
+    shared Hierarchy does not support yet, so the hierarchy's own tables are
+    trimmed when its root is created (its tables exist by then)."""
+    tables = getattr(hierarchy, "_files", None)
+    if not tables:
+        return
+    for table in tables.values():
+        for name in [n for n in table if n.startswith("memory.memsw.")]:
+            del table[name]
+
+
+def _st(cg) -> MemoryState:
+    return MEMORY.state(cg)
+
+
+def _page_size(cg) -> int:
+    return cg.hierarchy.model.host.page_size
+
+
+def _subtree(cg):
+    yield cg
+    yield from cg.descendants()
+
+
+# -- figures (the plug-in points for live statistics) -------------------------
+def charged_pages(cg, counter: str) -> int:
+    """page_counter_read(): pages charged to ``cg`` and its descendants.
+    memsw counts memory plus swap (v1 charges both together)."""
+    kinds = {MEM: ("memory",), MEMSW: ("memory", "swap"), KMEM: ("kmem",), TCP: ("tcp",)}[counter]
+    return sum(_st(node).charged[k] for node in _subtree(cg) for k in kinds)
+
+
+def usage_bytes(cg, counter: str) -> int:
+    return charged_pages(cg, counter) * _page_size(cg)
+
+
+def max_usage_bytes(cg, counter: str) -> int:
+    """The watermark; never below the current usage (page_counter_charge
+    raises it as usage grows)."""
+    wm = max(_st(cg).counters[counter].watermark, charged_pages(cg, counter))
+    return wm * _page_size(cg)
+
+
+def failcnt(cg, counter: str) -> int:
+    return _st(cg).counters[counter].failcnt
+
+
+def stat_local(cg, key: str) -> int:
+    """memcg_page_state_local_output / memcg_events_local."""
+    return _st(cg).stats.get(key, 0)
+
+
+def stat_total(cg, key: str) -> int:
+    """The hierarchical (total_*) figure: the subtree's local figures."""
+    return sum(stat_local(node, key) for node in _subtree(cg))
+
+
+def charge(cg, kind: str, nr_pages: int) -> None:
+    """Charge (or, negative, uncharge) pages directly to ``cg`` as
+    page_counter_try_charge() does: refused with ENOMEM, and failcnt counted
+    on the first counter up the tree whose limit it would pass; on success
+    every ancestor's watermark follows its new usage. For tests and for a
+    live-statistics source; no file write calls it."""
+    affected = {"memory": (MEM, MEMSW), "swap": (MEMSW,), "kmem": (KMEM,), "tcp": (TCP,)}[kind]
+    if nr_pages > 0:
+        for node in _subtree_up(cg):
+            for counter in affected:
+                c = _st(node).counters[counter]
+                if charged_pages(node, counter) + nr_pages > c.max:
+                    c.failcnt += 1
+                    raise KernelError(errno.ENOMEM, f"{counter} limit of {node.path}")
+    st = _st(cg)
+    st.charged[kind] = max(0, st.charged[kind] + nr_pages)
+    for node in _subtree_up(cg):
+        for counter in affected:
+            c = _st(node).counters[counter]
+            c.watermark = max(c.watermark, charged_pages(node, counter))
+
+
+def _subtree_up(cg):
+    yield cg
+    yield from cg.ancestors()
+
+
+# -- limits -------------------------------------------------------------------
+def _parse_limit(cg, text: str) -> int:
+    # mem_cgroup_write: strstrip, then page_counter_memparse(buf, "-1").
+    return page_counter_memparse(kernel_strstrip(text), _page_size(cg))
+
+
+def _set_max(cg, counter: str, nr_pages: int) -> None:
+    """page_counter_set_max(): refuses (EBUSY) a max below the usage. The
+    kernel first reclaims (mem_cgroup_resize_max); nothing is reclaimable in
+    the model, so the usage stands."""
+    if charged_pages(cg, counter) > nr_pages:
+        raise KernelError(errno.EBUSY, f"{counter} usage above the new limit")
+    _st(cg).counters[counter].max = nr_pages
+
+
+def _resize_max(cg, nr_pages: int, memsw: bool) -> None:
+    """mem_cgroup_resize_max(): keep memory.max <= memsw.max."""
+    counters = _st(cg).counters
+    ok = nr_pages >= counters[MEM].max if memsw else nr_pages <= counters[MEMSW].max
+    if not ok:
+        raise einval("memory limit would exceed memsw limit")
+    _set_max(cg, MEMSW if memsw else MEM, nr_pages)
+
+
+def _limit_writer(counter: str):
+    def write(cg, text: str, ctx: WriteContext) -> None:
+        nr_pages = _parse_limit(cg, text)
+        if cg.is_root:  # "Can't set limit on root"
+            raise einval("limit on the root")
+        if counter == MEM:
+            _resize_max(cg, nr_pages, memsw=False)
+        elif counter == MEMSW:
+            _resize_max(cg, nr_pages, memsw=True)
+        elif counter == KMEM:
+            pass  # deprecated: parsed, then ignored (measured: value unchanged)
+        else:
+            _set_max(cg, TCP, nr_pages)  # memcg_update_tcp_max
+
+    return write
+
+
+def _limit_reader(counter: str):
+    return lambda cg: f"{_st(cg).counters[counter].max * _page_size(cg)}\n"
+
+
+def _write_soft_limit(cg, text: str, ctx: WriteContext) -> None:
+    # RES_SOFT_LIMIT has no root check in mem_cgroup_write.
+    _st(cg).soft_limit = _parse_limit(cg, text)
+
+
+def _reset_watermark(counter: str):
+    def write(cg, text: str, ctx: WriteContext) -> None:
+        # mem_cgroup_reset ignores the buffer: page_counter_reset_watermark.
+        _st(cg).counters[counter].watermark = charged_pages(cg, counter)
+
+    return write
+
+
+def _reset_failcnt(counter: str):
+    def write(cg, text: str, ctx: WriteContext) -> None:
+        _st(cg).counters[counter].failcnt = 0
+
+    return write
+
+
+def _counter_files(prefix: str, counter: str) -> tuple[ControlFile, ...]:
+    return (
+        ControlFile(f"{prefix}usage_in_bytes", 0o444, lambda cg: f"{usage_bytes(cg, counter)}\n", live=True),
+        ControlFile(f"{prefix}max_usage_in_bytes", 0o644, lambda cg: f"{max_usage_bytes(cg, counter)}\n",
+                    _reset_watermark(counter), live=True),
+        ControlFile(f"{prefix}limit_in_bytes", 0o644, _limit_reader(counter), _limit_writer(counter)),
+        ControlFile(f"{prefix}failcnt", 0o644, lambda cg: f"{failcnt(cg, counter)}\n", _reset_failcnt(counter),
+                    live=True),
+    )
+
+
+# -- stat files -----------------------------------------------------------------
+def hierarchical_limit_bytes(cg, counter: str) -> int:
+    """memcg1_stat_format: the smallest max from cg up to the root."""
+    return min(_st(node).counters[counter].max for node in _subtree_up(cg)) * _page_size(cg)
+
+
+def _read_stat(cg) -> str:
+    lines = [f"{k} {stat_local(cg, k)}" for k in ALL_STAT_KEYS]
+    lines.append(f"hierarchical_memory_limit {hierarchical_limit_bytes(cg, MEM)}")
+    lines.append(f"hierarchical_memsw_limit {hierarchical_limit_bytes(cg, MEMSW)}")
+    lines.extend(f"total_{k} {stat_total(cg, k)}" for k in ALL_STAT_KEYS)
+    return "".join(line + "\n" for line in lines)
+
+
+def _read_numa_stat(cg) -> str:
+    """memcg_numa_stat_show: LRU sizes in pages, then per N_MEMORY node. The
+    model does not know the node split, so it puts every page on the lowest
+    memory node."""
+    host = cg.hierarchy.model.host
+    nodes = sorted(host.online_mems)
+    page = host.page_size
+    out = []
+    for prefix, figure in (("", stat_local), ("hierarchical_", stat_total)):
+        for name, lrus in NUMA_STATS:
+            pages = sum(figure(cg, k) for k in lrus) // page
+            per_node = "".join(f" N{n}={pages if i == 0 else 0}" for i, n in enumerate(nodes))
+            out.append(f"{prefix}{name}={pages}{per_node}\n")
+    return "".join(out)
+
+
+# -- flags and knobs ----------------------------------------------------------------
+def _write_swappiness(cg, text: str, ctx: WriteContext) -> None:
+    value = kstrtoull(text)
+    if value > MAX_SWAPPINESS:
+        raise einval("swappiness above MAX_SWAPPINESS")
+    # On the root, mem_cgroup_swappiness_write sets the global vm_swappiness;
+    # the model keeps it in the root's state (not tied to /proc/sys here).
+    _st(cg).swappiness = value
+
+
+def _write_use_hierarchy(cg, text: str, ctx: WriteContext) -> None:
+    # mem_cgroup_hierarchy_write: non-hierarchical mode is gone; only 1 is ok.
+    if kstrtoull(text) != 1:
+        raise einval("use_hierarchy can only be 1")
+
+
+def _write_move_charge(cg, text: str, ctx: WriteContext) -> None:
+    # Charge moving was removed; measured: 0 accepted, 1..3 EINVAL.
+    if kstrtoull(text) != 0:
+        raise einval("move_charge_at_immigrate can only be 0")
+
+
+def _read_oom_control(cg) -> str:
+    st = _st(cg)
+    return f"oom_kill_disable {int(st.oom_kill_disable)}\nunder_oom {int(st.under_oom)}\noom_kill {st.oom_kill}\n"
+
+
+def _write_oom_control(cg, text: str, ctx: WriteContext) -> None:
+    value = kstrtoull(text)
+    # mem_cgroup_oom_control_write: "cannot set to root cgroup and only 0
+    # and 1 are allowed".
+    if cg.is_root or value not in (0, 1):
+        raise einval("oom_control: root, or not 0/1")
+    _st(cg).oom_kill_disable = bool(value)
+
+
+def _write_force_empty(cg, text: str, ctx: WriteContext) -> None:
+    # mem_cgroup_force_empty_write ignores the buffer. It reclaims what it
+    # can and succeeds; the model's charges are unreclaimable, so they stay.
+    if cg.is_root:
+        raise einval("force_empty on the root")
+
+
+def _read_pressure_level(cg) -> str:
+    # mem_cgroup_dummy_seq_show: only there to make the file readable (for
+    # event_control's permission check); reading it fails.
+    raise einval("pressure_level is for event_control only")
+
+
+# -- cgroup.event_control ---------------------------------------------------------
+# The largest fd table the kernel can have (sysctl_nr_open_max on 64-bit):
+# an fd at or beyond it can never be open, so fdget() fails with EBADF.
+NR_OPEN_MAX = 2147483584
+
+
+def _simple_strtoul10(text: str) -> tuple[int, str]:
+    """simple_strtoul(buf, &endp, 10): leading decimal digits (possibly none,
+    giving 0), no sign, no whitespace skipping, wrapping at 64 bits."""
+    i = 0
+    value = 0
+    while i < len(text) and "0" <= text[i] <= "9":
+        value = (value * 10 + int(text[i])) & ((1 << 64) - 1)
+        i += 1
+    return value, text[i:]
+
+
+def parse_event_control(text: str) -> tuple[int, int, str]:
+    """memcg_write_event_control's parsing of "<event_fd> <control_fd> <args>".
+
+    Returns (efd, cfd, args); raises EINVAL on syntax the kernel rejects
+    before looking at any fd. The fds are unsigned int in the kernel, so
+    they are truncated to 32 bits as it does."""
+    buf = kernel_strstrip(text)
+    efd, rest = _simple_strtoul10(buf)
+    if not rest.startswith(" "):
+        raise einval("event_control: event fd not followed by a space")
+    cfd, rest = _simple_strtoul10(rest[1:])
+    if rest and not rest.startswith(" "):
+        raise einval("event_control: control fd not followed by a space")
+    return efd & 0xFFFFFFFF, cfd & 0xFFFFFFFF, rest[1:]
+
+
+def _write_event_control(cg, text: str, ctx: WriteContext) -> None:
+    """Register a v1 memcg event, as far as a model without the writer's fd
+    table can check it.
+
+    Accepted: "<efd> <cfd>[ <args>]" (after strstrip) with two distinct,
+    possibly-open fds, any args. Rejected like the kernel: bad syntax (EINVAL);
+    an fd past the largest possible fd table (EBADF); the same fd as eventfd
+    and control file (EINVAL: an eventfd is not a cgroup file); an empty
+    control-fd field (the kernel reads it as fd 0, then finds it is not a
+    memory control file: EINVAL — assumes stdin is not one).
+    Not checkable here, so accepted: whether the fds are open (EBADF), whether
+    efd is an eventfd and cfd one of memory.usage_in_bytes, memsw.usage_in_bytes,
+    oom_control or pressure_level of *this* cgroup (EINVAL), and the args each
+    of those parses (a threshold via page_counter_memparse, a pressure level).
+    No event is ever signalled, not even on rmdir."""
+    efd, cfd, args = parse_event_control(text)
+    if efd >= NR_OPEN_MAX or cfd >= NR_OPEN_MAX:
+        raise KernelError(errno.EBADF, "event_control: fd out of any fd table")
+    stripped = kernel_strstrip(text)
+    cfd_field = stripped.split(" ", 2)[1]
+    if cfd_field == "":
+        raise einval("event_control: empty control fd (fd 0)")
+    if efd == cfd:
+        raise einval("event_control: one fd cannot be both eventfd and control file")
+    _st(cg).event_registrations.append((efd, cfd, args))
+
+
+MEMORY.files = (
+    *_counter_files("memory.", MEM),
+    ControlFile("memory.soft_limit_in_bytes", 0o644,
+                lambda cg: f"{_st(cg).soft_limit * _page_size(cg)}\n", _write_soft_limit),
+    ControlFile("memory.stat", 0o444, _read_stat, live=True),
+    ControlFile("memory.force_empty", 0o200, None, _write_force_empty),
+    ControlFile("memory.use_hierarchy", 0o644, lambda cg: "1\n", _write_use_hierarchy),
+    # CFTYPE_WORLD_WRITABLE in older kernels; this one shows 0200.
+    ControlFile("cgroup.event_control", 0o200, None, _write_event_control),
+    ControlFile("memory.swappiness", 0o644, lambda cg: f"{_st(cg).swappiness}\n", _write_swappiness),
+    ControlFile("memory.move_charge_at_immigrate", 0o644, lambda cg: "0\n", _write_move_charge),
+    ControlFile("memory.oom_control", 0o644, _read_oom_control, _write_oom_control, live=True),
+    ControlFile("memory.pressure_level", 0o444, _read_pressure_level, None),
+    ControlFile("memory.numa_stat", 0o444, _read_numa_stat, live=True),
+    *_counter_files("memory.kmem.", KMEM),
+    # mem_cgroup_slab_show prints nothing (deprecated).
+    ControlFile("memory.kmem.slabinfo", 0o444, lambda cg: "", None),
+    *_counter_files("memory.kmem.tcp.", TCP),
+    *_counter_files("memory.memsw.", MEMSW),
+)
