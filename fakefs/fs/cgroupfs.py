@@ -67,7 +67,7 @@ class CgroupDir(Node):
 
     def _alive(self) -> Cgroup:
         cg = self.cgroup
-        if not cg.is_root and cg.parent is None:
+        if cg.removed:
             raise KernelError(errno.ENOENT, "cgroup removed")
         return cg
 
@@ -140,7 +140,7 @@ class ControlNode(Node):
 
     def _spec(self):
         cg = self.cgroup
-        if not cg.is_root and cg.parent is None:
+        if cg.removed:
             raise KernelError(errno.ENOENT, "cgroup removed")
         spec = cg.hierarchy.files(cg).get(self.name)
         if spec is None:

@@ -23,7 +23,7 @@ NAME_MAX = 255
 
 
 class Cgroup:
-    __slots__ = ("hierarchy", "name", "parent", "children", "state", "attrs", "serial")
+    __slots__ = ("hierarchy", "name", "parent", "children", "state", "attrs", "serial", "removed")
 
     def __init__(self, hierarchy: "Hierarchy", name: str, parent: "Cgroup | None", serial: int):
         self.hierarchy = hierarchy
@@ -34,6 +34,8 @@ class Cgroup:
         self.attrs: dict[str, FileAttrs] = {}
         # Unique for the model's lifetime: lets backends give stable inodes.
         self.serial = serial
+        # Set by rmdir; open handles and cached inodes may still point here.
+        self.removed = False
 
     @property
     def is_root(self) -> bool:
@@ -141,7 +143,7 @@ class Hierarchy:
             raise KernelError(errno.EBUSY, cg.path)
         assert cg.parent is not None
         del cg.parent.children[cg.name]
-        cg.parent = None
+        cg.removed = True
         self.model.changed()
 
     def rename(self, cg: Cgroup, new_parent: Cgroup, new_name: str) -> None:
