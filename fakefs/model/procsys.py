@@ -514,7 +514,7 @@ def _norm(path: str) -> str:
     return "/".join(parts)
 
 
-def test_perm(mode: int, write: bool, euid: int = 0, in_root_group: bool = False) -> bool:
+def perm_allows(mode: int, write: bool, euid: int = 0, in_root_group: bool = False) -> bool:
     """fs/proc/proc_sysctl.c test_perm(): owner bits for uid 0, group bits
     for members of gid 0, other bits otherwise; no capability override."""
     if euid == 0:
@@ -589,7 +589,7 @@ class ProcSysModel:
             if write:
                 raise KernelError(errno.EISDIR, node.path)
             return node
-        if not test_perm(node.mode, write, euid, in_root_group):
+        if not perm_allows(node.mode, write, euid, in_root_group):
             raise KernelError(errno.EACCES, node.path)
         return node
 
@@ -612,7 +612,7 @@ class ProcSysModel:
         node = self.lookup(path)
         if node.is_dir:
             raise KernelError(errno.EISDIR, node.path)
-        if not test_perm(node.mode, True, euid, in_root_group):
+        if not perm_allows(node.mode, True, euid, in_root_group):
             # proc_sys_call_handler() re-checks with sysctl_perm(): -EPERM
             # (an open for write was already refused with EACCES).
             raise KernelError(errno.EPERM, node.path)
@@ -678,5 +678,5 @@ class NfConntrackHashsize:
 __all__ = [
     "Handler", "IntVec", "UIntMinMax", "ULongVec", "String", "SysctlEntry",
     "build_entries", "RealEntry", "WriteThrough", "Node", "ProcSysModel",
-    "test_perm", "PROC_SWAPS_HEADER", "PROC_SWAPS_MODE", "NfConntrackHashsize",
+    "perm_allows", "PROC_SWAPS_HEADER", "PROC_SWAPS_MODE", "NfConntrackHashsize",
 ]

@@ -25,7 +25,7 @@ NODES_SHIFT=10):
 from __future__ import annotations
 
 import errno
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from ..cftype import ControlFile, Controller, Placement, WriteContext
 from ..errors import KernelError, einval
@@ -102,17 +102,18 @@ def bitmap_parselist(text: str, nbits: int) -> set[int]:
         # bitmap_parse_region
         if s[i:i + 3].lower() == "all":
             start, end, i = 0, lastbit, i + 3
-            pattern = True
+            ranged = True
         else:
             start, i = _getnum(s, i, lastbit)
             if _end_of_region(at(i)):
-                end, pattern = start, False
+                end, ranged = start, False
             elif at(i) != "-":
                 raise einval("bad region")
             else:
                 end, i = _getnum(s, i + 1, lastbit)
-                pattern = True
-        if pattern and not _end_of_region(at(i)):
+                ranged = True
+        stride = ranged and not _end_of_region(at(i))
+        if stride:
             if at(i) != ":":
                 raise einval("bad region")
             off, i = _getnum(s, i + 1, lastbit)
@@ -131,7 +132,9 @@ def bitmap_parselist(text: str, nbits: int) -> set[int]:
         while pos <= end:  # bitmap_set_region
             bits.update(range(pos, pos + min(end - pos + 1, off)))
             pos += group
-        if _end_of_str(at(i)) and not pattern:
+        # Without a stride the region parser itself stops at NUL/newline;
+        # after one, the loop's separator skip would step over a newline.
+        if not stride and _end_of_str(at(i)):
             return bits
 
 
@@ -153,7 +156,6 @@ class CpusetState:
     memory_pressure: int = 0
     # Only meaningful on the root: the global cpuset_memory_pressure_enabled.
     memory_pressure_enabled: bool = False
-    extra: dict = field(default_factory=dict)
 
 
 _EXCL_FLAGS = ("cpu_exclusive", "mem_exclusive")
@@ -210,7 +212,7 @@ class Cpuset(Controller):
 
     def _trial(self, cg, **changes) -> CpusetState:
         cur = self.state(cg)
-        values = {k: getattr(cur, k) for k in CpusetState.__dataclass_fields__ if k != "extra"}
+        values = {k: getattr(cur, k) for k in CpusetState.__dataclass_fields__}
         values.update(changes)
         return CpusetState(**values)
 
