@@ -80,6 +80,10 @@ class Controller:
     def new_state(self, cgroup: "Cgroup") -> Any:
         return None
 
+    def files_for(self, host) -> tuple[ControlFile, ...]:
+        """The file table on this machine; override when it depends on the host."""
+        return self.files
+
     def can_attach(self, cgroup: "Cgroup", tids: list[int]) -> None:
         """Raise KernelError to refuse moving ``tids`` into ``cgroup``."""
 

@@ -75,8 +75,10 @@ class Hierarchy:
         self.controllers = controllers
         self.name = name  # the "name=" option, e.g. "systemd"
         self._all = [CORE] + controllers
+        # Tables can depend on the machine (hugetlb page sizes, swap accounting).
+        tables = [c.files_for(model.host) for c in self._all]
         self._files = {
-            is_root: {f.name: f for c in self._all for f in c.files if f.placement.allows(is_root)}
+            is_root: {f.name: f for files in tables for f in files if f.placement.allows(is_root)}
             for is_root in (True, False)
         }
         self.release_agent = ""
@@ -178,8 +180,10 @@ class Hierarchy:
             return 0
         if spec.write is None:
             raise einval("file has no write handler")
-        # latin-1 maps every byte to one char, so junk bytes fail the parsers.
-        spec.write(cg, data.decode("latin-1"), ctx)
+        # kernfs hands the handler a NUL-terminated copy: C parsers stop at
+        # the first NUL. latin-1 maps every other byte to one char, so junk
+        # bytes still fail the parsers.
+        spec.write(cg, data.split(b"\0", 1)[0].decode("latin-1"), ctx)
         self.model.changed()
         return len(data)
 
@@ -211,7 +215,10 @@ class Hierarchy:
 
     def parse_pid_write(self, text: str, ctx: WriteContext) -> int:
         """__cgroup1_procs_write: strstrip, kstrtoint base 0, 0 = the writer."""
-        value = kstrtoll(kernel_strstrip(text))
+        try:
+            value = kstrtoll(kernel_strstrip(text))
+        except KernelError:
+            value = -1  # cgroup_procs_write_start(): any kstrtoint failure is EINVAL
         if value < 0 or value > 0x7FFFFFFF:
             raise einval("bad pid")
         if value == 0:

@@ -27,8 +27,8 @@ default, kernel/sysctl.c):
 from __future__ import annotations
 
 import errno
-from dataclasses import dataclass, field
-from typing import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Callable, Mapping
 
 from .errors import KernelError, einval
 from .kparse import kstrtoull

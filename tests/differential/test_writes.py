@@ -14,7 +14,7 @@ import pytest
 
 from fakefs.model.kparse import format_cpulist
 
-from .surfaces import CONTROLLERS, compare, hier_dir, machine_host_facts
+from .surfaces import CONTROLLERS, compare, hier_dir, machine_host_facts, short
 from .test_inventory import INVENTORY, VENDOR_EXTRAS
 
 pytestmark = pytest.mark.kernel
@@ -220,7 +220,7 @@ def test_write_table(controller, filename, pair):
         steps = [("mkdir", "w"), ("write", f"w/{filename}", text)]
         steps += [("read", f"w/{r}") for r in reads]
         steps.append(("rmdir", "w"))
-        problems += compare(f"{controller} {filename} <- {text[:40]!r}{'...' if len(text) > 40 else ''}",
+        problems += compare(f"{controller} {filename} <- {short(text)}",
                             kernel.run(steps), cand.run(steps), kernel.label, cand.label)
     assert not problems, f"{len(problems)} differences:\n" + "\n".join(problems)
 
@@ -257,6 +257,6 @@ def test_pid_write_table(controller, filename, pair):
         if "{S1" in text:
             steps.append(("kill", "S1"))
         steps.append(("rmdir", "w"))
-        problems += compare(f"{controller} {filename} <- {text[:40]!r}", kernel.run(steps), cand.run(steps),
+        problems += compare(f"{controller} {filename} <- {short(text)}", kernel.run(steps), cand.run(steps),
                             kernel.label, cand.label)
     assert not problems, f"{len(problems)} differences:\n" + "\n".join(problems)

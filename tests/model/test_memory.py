@@ -435,3 +435,22 @@ def test_event_control_is_write_only(h, cg):
 
 def test_parse_event_control_returns_args():
     assert memory.parse_event_control("7 9 low,local\n") == (7, 9, "low,local")
+
+
+@pytest.mark.parametrize("text", ["1 2", "1 2 3", "0 4 1m", "3 2 1m"])
+def test_event_control_stdio_fds_are_einval(h, cg, text):
+    """Measured: '1 2' and '1 2 3' are EINVAL from a shell (stdout is not an
+    eventfd). The model assumes fds 0..2 are stdio for every writer."""
+    assert errno_of(h, cg, "cgroup.event_control", text) == errno.EINVAL
+
+
+@pytest.mark.parametrize("name,text,expected", [
+    ("memory.limit_in_bytes", "\0", "0\n"),
+    ("memory.limit_in_bytes", "1\0", "0\n"),
+    ("memory.limit_in_bytes", "8k\0junk", "8192\n"),
+    ("memory.swappiness", "1\0", "1\n"),
+])
+def test_writes_stop_at_the_first_nul(h, cg, name, text, expected):
+    """Measured (differential table): the kernel's parsers see a C string."""
+    write(h, cg, name, text)
+    assert h.read_file(cg, name) == expected

@@ -413,16 +413,22 @@ def parse_event_control(text: str) -> tuple[int, int, str]:
     return efd & 0xFFFFFFFF, cfd & 0xFFFFFFFF, rest[1:]
 
 
+# fds 0..2 are the writer's stdin/stdout/stderr in every realistic caller:
+# never an eventfd (eventfd_ctx_fileget: EINVAL) nor a memory control file
+# (EINVAL). The model assumes so, since it cannot look them up.
+STDIO_FDS = 3
+
+
 def _write_event_control(cg, text: str, ctx: WriteContext) -> None:
     """Register a v1 memcg event, as far as a model without the writer's fd
     table can check it.
 
-    Accepted: "<efd> <cfd>[ <args>]" (after strstrip) with two distinct,
-    possibly-open fds, any args. Rejected like the kernel: bad syntax (EINVAL);
-    an fd past the largest possible fd table (EBADF); the same fd as eventfd
-    and control file (EINVAL: an eventfd is not a cgroup file); an empty
-    control-fd field (the kernel reads it as fd 0, then finds it is not a
-    memory control file: EINVAL — assumes stdin is not one).
+    Accepted: "<efd> <cfd>[ <args>]" (after strstrip) with two distinct fds
+    from 3 up, any args. Rejected like the kernel: bad syntax (EINVAL); an fd
+    past the largest possible fd table (EBADF); the same fd as eventfd and
+    control file (EINVAL: an eventfd is not a cgroup file); an fd below 3
+    (EINVAL, assumed stdio: see STDIO_FDS; this covers an empty control-fd
+    field, which the kernel reads as fd 0).
     Not checkable here, so accepted: whether the fds are open (EBADF), whether
     efd is an eventfd and cfd one of memory.usage_in_bytes, memsw.usage_in_bytes,
     oom_control or pressure_level of *this* cgroup (EINVAL), and the args each
@@ -431,16 +437,32 @@ def _write_event_control(cg, text: str, ctx: WriteContext) -> None:
     efd, cfd, args = parse_event_control(text)
     if efd >= NR_OPEN_MAX or cfd >= NR_OPEN_MAX:
         raise KernelError(errno.EBADF, "event_control: fd out of any fd table")
-    stripped = kernel_strstrip(text)
-    cfd_field = stripped.split(" ", 2)[1]
-    if cfd_field == "":
-        raise einval("event_control: empty control fd (fd 0)")
+    if efd < STDIO_FDS or cfd < STDIO_FDS:
+        raise einval("event_control: stdio fd is not an eventfd / control file")
     if efd == cfd:
         raise einval("event_control: one fd cannot be both eventfd and control file")
     _st(cg).event_registrations.append((efd, cfd, args))
 
 
-MEMORY.files = (
+def c_string(writer):
+    """kernfs hands write handlers a NUL-terminated buffer and every parser
+    stops at the first NUL (measured: "1\\0" sets 1, "\\0" sets limit 0).
+    Belongs in Hierarchy.write_file for all controllers; applied here until
+    then (idempotent)."""
+
+    def write(cg, text: str, ctx: WriteContext) -> None:
+        writer(cg, text.split("\0", 1)[0], ctx)
+
+    return write
+
+
+def _with_c_strings(files):
+    from dataclasses import replace
+
+    return tuple(replace(f, write=c_string(f.write)) if f.write is not None else f for f in files)
+
+
+MEMORY.files = _with_c_strings((
     *_counter_files("memory.", MEM),
     ControlFile("memory.soft_limit_in_bytes", 0o644,
                 lambda cg: f"{_st(cg).soft_limit * _page_size(cg)}\n", _write_soft_limit),
@@ -459,4 +481,4 @@ MEMORY.files = (
     ControlFile("memory.kmem.slabinfo", 0o444, lambda cg: "", None),
     *_counter_files("memory.kmem.tcp.", TCP),
     *_counter_files("memory.memsw.", MEMSW),
-)
+))

@@ -1,0 +1,250 @@
+"""Turning a profile into a list of mount steps, authentic first.
+
+Planning only looks at the machine (mountinfo, which paths exist, whether a
+real cgroupfs controller can be mounted: probed in a scratch directory and
+undone at once); it changes nothing that stays. Each step says what, where
+and why, so ``--dry-run`` shows exactly what ``apply`` will do.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+import tempfile
+from dataclasses import asdict, dataclass, field
+
+from ..model.tree import parse_hierarchy_spec
+from ..mountinfo import read_mounts
+from ..sysmount import mount, umount
+from .profile import Profile
+
+PROC_SYS = "/proc/sys"
+
+
+@dataclass
+class Step:
+    action: str  # keep | skip | mkdir | touch | symlink | mount-tmpfs | mount-cgroup | bind | start-daemon
+    target: str
+    why: str
+    source: str = ""
+    options: dict = field(default_factory=dict)
+
+    def describe(self) -> str:
+        src = f" {self.source} ->" if self.source else ""
+        opts = ""
+        if self.options.get("fstype_options"):
+            opts = f" [{self.options['fstype_options']}]"
+        if self.action == "start-daemon":
+            opts = f" [{self.options.get('tree')}]"
+        return f"{self.action:13}{src} {self.target}{opts}  # {self.why}"
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Plan:
+    profile: str
+    steps: list[Step]
+    stage: str
+
+    def describe(self) -> str:
+        lines = [f"plan for profile {self.profile} (staging {self.stage}):"]
+        lines += [f"  {i + 1:2}. {s.describe()}" for i, s in enumerate(self.steps)]
+        return "\n".join(lines)
+
+
+def authentic_cgroup_mounts(target: str) -> dict[str, str]:
+    """controller (or name=X) -> mountpoint, for real cgroup v1 mounts under target."""
+    found: dict[str, str] = {}
+    for m in read_mounts():
+        if m.fstype != "cgroup" or os.path.dirname(m.mountpoint) != target:
+            continue
+        for opt in m.super_options.split(","):
+            if opt in ("rw", "ro") or opt.startswith(("release_agent", "clone_children", "noprefix", "xattr")):
+                continue
+            found[opt] = m.mountpoint
+    return found
+
+
+def can_mount_cgroup(controllers: list[str], name: str | None) -> tuple[bool, str]:
+    """Try a real cgroupfs mount of exactly these controllers in a scratch dir."""
+    opts = ",".join(controllers + ([f"name={name}"] if name else []))
+    scratch = tempfile.mkdtemp(prefix="fakefs-probe-cg-")
+    try:
+        mount("cgroup", scratch, "cgroup", 0, opts)
+    except OSError as exc:
+        return False, f"mount -t cgroup -o {opts}: {errno.errorcode.get(exc.errno, exc.errno)}"
+    else:
+        umount(scratch, detach=True)
+        return True, f"mount -t cgroup -o {opts} works here"
+    finally:
+        os.rmdir(scratch)
+
+
+def _is_tmpfs(path: str) -> bool:
+    return any(m.mountpoint == path and m.fstype == "tmpfs" for m in read_mounts())
+
+
+def plan_cgroup(profile: Profile, stage: str, probe=can_mount_cgroup) -> list[Step]:
+    steps: list[Step] = []
+    target = profile.cgroup_target
+    if not profile.hierarchies:
+        return steps
+    if not os.path.isdir(target):
+        return [Step("skip", target, "cgroup target does not exist")]
+    authentic = authentic_cgroup_mounts(target)
+    keep: list[tuple[str, str]] = []  # (dirname, mountpoint)
+    real_new: list[tuple[str, str]] = []  # (dirname, options)
+    fake: list[str] = []  # hierarchy specs served by fakefs
+    for spec in profile.hierarchies:
+        controllers, name = parse_hierarchy_spec(spec)
+        keys = controllers + ([f"name={name}"] if name else [])
+        covered = [authentic[k] for k in keys if k in authentic]
+        dirname = ",".join(controllers) if controllers else name
+        if len(covered) == len(keys):
+            for mp in sorted(set(covered)):
+                keep.append((os.path.basename(mp), mp))
+            continue
+        if covered:
+            # Part of the group is mounted authentically elsewhere: a second
+            # mount with a different controller set is EBUSY in the kernel.
+            for mp in sorted(set(covered)):
+                keep.append((os.path.basename(mp), mp))
+            keys = [k for k in keys if k not in authentic]
+            controllers = [k for k in keys if not k.startswith("name=")]
+            name = next((k[5:] for k in keys if k.startswith("name=")), None)
+            dirname = ",".join(controllers) if controllers else name
+            spec = ",".join(keys)
+        if profile.authentic == "prefer":
+            ok, why = probe(controllers, name)
+            if ok:
+                real_new.append((dirname, ",".join(keys)))
+                continue
+            fake.append(spec)
+            steps.append(Step("skip", os.path.join(target, dirname), f"no authentic cgroupfs: {why}; fakefs serves it"))
+        else:
+            fake.append(spec)
+    for dirname, mp in dict(keep).items():
+        steps.append(Step("keep", mp, "authentic cgroupfs already mounted"))
+    if not real_new and not fake:
+        return steps
+    # New directories are needed under target. Creating them in the host's
+    # tmpfs would leak into every namespace, so stash the authentic mounts,
+    # put a fresh tmpfs on target, and bring them back.
+    stash = os.path.join(stage, "stash")
+    steps.append(Step("mkdir", stash, "stash for authentic mounts while a fresh tmpfs goes over the target"))
+    kept = sorted(dict(keep).items())
+    for dirname, mp in kept:
+        steps.append(Step("mkdir", os.path.join(stash, dirname), "stash point"))
+        steps.append(Step("bind", os.path.join(stash, dirname), "keep the authentic mount", source=mp))
+    steps.append(Step("mount-tmpfs", target, "a private tmpfs so new hierarchy dirs never touch the host's",
+                      options={"data": "mode=755"}))
+    for dirname, mp in kept:
+        steps.append(Step("mkdir", os.path.join(target, dirname), "hierarchy dir"))
+        steps.append(Step("bind", os.path.join(target, dirname), "authentic cgroupfs, unchanged",
+                          source=os.path.join(stash, dirname)))
+    for dirname, opts in real_new:
+        steps.append(Step("mkdir", os.path.join(target, dirname), "hierarchy dir"))
+        steps.append(Step("mount-cgroup", os.path.join(target, dirname), "authentic cgroupfs can be mounted here",
+                          options={"fstype_options": opts}))
+    if fake:
+        fake_root = os.path.join(stage, "cgroup")
+        steps.append(Step("mkdir", fake_root, "mount point of the fake hierarchies"))
+        steps.append(Step("start-daemon", fake_root, "serve the hierarchies the sandbox cannot mount",
+                          options={"tree": "cgroup", "hierarchies": fake}))
+        for spec in fake:
+            controllers, name = parse_hierarchy_spec(spec)
+            dirname = ",".join(controllers) if controllers else name
+            steps.append(Step("mkdir", os.path.join(target, dirname), "hierarchy dir"))
+            steps.append(Step("bind", os.path.join(target, dirname), "fake hierarchy",
+                              source=os.path.join(fake_root, dirname)))
+    for spec in list(dict.fromkeys([d for d, _ in real_new] + [f for f in fake])):
+        controllers, _ = parse_hierarchy_spec(spec)
+        if len(controllers) > 1:
+            for alias in controllers:
+                steps.append(Step("symlink", os.path.join(target, alias), "alias, as systemd makes it",
+                                  source=",".join(controllers)))
+    return steps
+
+
+def _deepest_existing(path: str) -> str:
+    while not os.path.lexists(path):
+        path = os.path.dirname(path)
+    return path
+
+
+def _real_writable(path: str) -> bool:
+    try:
+        return bool(os.stat(path).st_mode & stat.S_IWUSR)
+    except OSError:
+        return False
+
+
+def plan_overlays(profile: Profile, stage: str) -> list[Step]:
+    """/proc/sys entries and node files: keep what is real and usable; for the
+    rest, overlay the deepest existing directory with a merged view (real
+    entries pass through, missing ones are added)."""
+    steps: list[Step] = []
+    needed: dict[str, list[dict]] = {}  # overlay root -> synthetic entries
+    for entry in profile.procsys_entries:
+        path = os.path.join(PROC_SYS, entry)
+        must_write = entry in profile.procsys_writable
+        if os.path.isfile(path) and (not must_write or _real_writable(path)):
+            steps.append(Step("keep", path, "real entry present" + (" and writable" if must_write else "")))
+            continue
+        root = _deepest_existing(os.path.dirname(path)) if not os.path.isfile(path) else os.path.dirname(path)
+        why = "missing" if not os.path.exists(path) else "read-only here, consumers write it"
+        needed.setdefault(root, []).append({"kind": "procsys", "path": entry, "why": why,
+                                            "override": os.path.exists(path)})
+    for path, spec in profile.files.items():
+        if os.path.exists(path):
+            steps.append(Step("keep", path, "real file present"))
+            continue
+        parent = _deepest_existing(os.path.dirname(path))
+        if spec.kind == "devnull":
+            steps.append(Step("touch", path, "bind target must exist"))
+            steps.append(Step("bind", path, "stand-in: opens and reads like an idle /dev/kmsg", source="/dev/null"))
+            continue
+        if parent in ("/proc", "/dev", "/sys", "/"):
+            reason = f"cannot add {path} without hiding all of {parent}"
+            if spec.optional:
+                steps.append(Step("skip", path, reason + " (optional)"))
+                continue
+            steps.append(Step("skip", path, reason))
+            continue
+        needed.setdefault(parent, []).append({"kind": "text", "path": path, "content": spec.content,
+                                              "mode": spec.mode, "why": "missing"})
+    # One overlay per root; a root below another root is covered by it.
+    roots = sorted(needed)
+    for root in roots:
+        if any(root != other and root.startswith(other.rstrip("/") + "/") for other in roots):
+            outer = next(o for o in roots if root != o and root.startswith(o.rstrip("/") + "/"))
+            needed[outer].extend(needed.pop(root))
+    if not needed:
+        return steps
+    overlay_mnt = os.path.join(stage, "overlay")
+    views = {}
+    for root, entries in sorted(needed.items()):
+        views[_view_name(root)] = {"real": root, "entries": entries}
+    steps.append(Step("mkdir", overlay_mnt, "mount point of the merged views"))
+    steps.append(Step("start-daemon", overlay_mnt, "serve merged real+synthetic directories",
+                      options={"tree": "overlay", "views": views}))
+    for root, entries in sorted(needed.items()):
+        names = ", ".join(sorted(os.path.relpath(e["path"] if e["kind"] == "text" else os.path.join(PROC_SYS, e["path"]), root)
+                                 for e in entries))
+        steps.append(Step("bind", root, f"merged view adds/overrides: {names}",
+                          source=os.path.join(overlay_mnt, _view_name(root))))
+    return steps
+
+
+def _view_name(root: str) -> str:
+    return root.strip("/").replace("/", "_") or "root"
+
+
+def make_plan(profile: Profile, stage: str, probe=can_mount_cgroup) -> Plan:
+    steps = [Step("mkdir", stage, "staging directory for this profile (private to this namespace's mounts)")]
+    steps += plan_cgroup(profile, stage, probe)
+    steps += plan_overlays(profile, stage)
+    return Plan(profile.name, steps, stage)

@@ -1,0 +1,193 @@
+"""Profiles: TOML files in ``mounts/`` saying what a consumer needs.
+
+Schema (every key optional)::
+
+    description = "..."
+    include = ["other-profile"]          # merged first, in order
+    [cgroup]
+    target = "/sys/fs/cgroup"
+    hierarchies = ["cpu,cpuacct", "memory", "name=systemd"]
+    authentic = "prefer"                 # prefer: mount real cgroupfs where possible; never: all fake
+    [procsys]
+    entries = ["kernel/cap_last_cap", "vm/panic_on_oom"]   # must exist afterwards
+    writable = ["vm/overcommit_memory"]  # must accept writes (synthetic if the real one is read-only)
+    [files."/dev/kmsg"]
+    kind = "devnull"                     # devnull: bind /dev/null; text: synthetic file
+    content = "65536\\n"                 # for kind = "text"
+    mode = 0o644
+    optional = true                      # skip with a reason when it cannot be placed
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+
+from ..model.errors import KernelError
+from ..model.tree import parse_hierarchy_spec
+
+
+class ProfileError(Exception):
+    """A one-line description of what is wrong with a profile."""
+
+
+def profiles_dir() -> str:
+    env = os.environ.get("FAKEFS_PROFILES")
+    if env:
+        return env
+    here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    return os.path.join(here, "mounts")
+
+
+@dataclass
+class FileSpec:
+    path: str
+    kind: str = "text"
+    content: str = ""
+    mode: int = 0o444
+    optional: bool = False
+
+
+@dataclass
+class Profile:
+    name: str
+    description: str = ""
+    cgroup_target: str = "/sys/fs/cgroup"
+    hierarchies: list[str] = field(default_factory=list)
+    authentic: str = "prefer"
+    procsys_entries: list[str] = field(default_factory=list)
+    procsys_writable: list[str] = field(default_factory=list)
+    files: dict[str, FileSpec] = field(default_factory=dict)
+
+
+_TOP_KEYS = {"description", "include", "cgroup", "procsys", "files"}
+
+
+def available() -> list[str]:
+    try:
+        return sorted(n[:-5] for n in os.listdir(profiles_dir()) if n.endswith(".toml"))
+    except OSError:
+        return []
+
+
+def load(name: str, _seen: tuple[str, ...] = ()) -> Profile:
+    if name in _seen:
+        raise ProfileError(f"profile {name}: include cycle {' -> '.join(_seen + (name,))}")
+    path = name if name.endswith(".toml") and os.sep in name else os.path.join(profiles_dir(), f"{name}.toml")
+    if not os.path.exists(path):
+        raise ProfileError(f"no profile {name!r} (available: {', '.join(available()) or 'none'})")
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except tomllib.TOMLDecodeError as exc:
+        raise ProfileError(f"profile {name}: {exc}") from None
+    unknown = set(data) - _TOP_KEYS
+    if unknown:
+        raise ProfileError(f"profile {name}: unknown key {sorted(unknown)[0]!r}")
+    prof = Profile(name=os.path.basename(name).removesuffix(".toml"))
+    for inc in _list(data, "include", name):
+        _merge(prof, load(inc, _seen + (name,)))
+    prof.description = _str(data.get("description", prof.description), "description", name)
+    _read_cgroup(prof, data.get("cgroup", {}), name)
+    _read_procsys(prof, data.get("procsys", {}), name)
+    _read_files(prof, data.get("files", {}), name)
+    return prof
+
+
+def _merge(into: Profile, other: Profile) -> None:
+    if other.hierarchies:
+        into.cgroup_target = other.cgroup_target
+        into.authentic = other.authentic
+    for h in other.hierarchies:
+        if h not in into.hierarchies:
+            into.hierarchies.append(h)
+    for e in other.procsys_entries:
+        if e not in into.procsys_entries:
+            into.procsys_entries.append(e)
+    for e in other.procsys_writable:
+        if e not in into.procsys_writable:
+            into.procsys_writable.append(e)
+    into.files.update(other.files)
+
+
+def _str(value, key: str, name: str) -> str:
+    if not isinstance(value, str):
+        raise ProfileError(f"profile {name}: {key} must be a string")
+    return value
+
+
+def _list(table: dict, key: str, name: str) -> list[str]:
+    value = table.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ProfileError(f"profile {name}: {key} must be a list of strings")
+    return value
+
+
+def _check_keys(table, allowed: set[str], where: str, name: str) -> None:
+    if not isinstance(table, dict):
+        raise ProfileError(f"profile {name}: [{where}] must be a table")
+    unknown = set(table) - allowed
+    if unknown:
+        raise ProfileError(f"profile {name}: unknown key {sorted(unknown)[0]!r} in [{where}]")
+
+
+def _read_cgroup(prof: Profile, table, name: str) -> None:
+    _check_keys(table, {"target", "hierarchies", "authentic"}, "cgroup", name)
+    if not table:
+        return
+    prof.cgroup_target = _abs(_str(table.get("target", prof.cgroup_target), "cgroup.target", name), name)
+    for spec in _list(table, "hierarchies", name):
+        try:
+            parse_hierarchy_spec(spec)
+        except KernelError as exc:
+            raise ProfileError(f"profile {name}: {exc.detail}") from None
+        if spec not in prof.hierarchies:
+            prof.hierarchies.append(spec)
+    authentic = _str(table.get("authentic", prof.authentic), "cgroup.authentic", name)
+    if authentic not in ("prefer", "never"):
+        raise ProfileError(f"profile {name}: cgroup.authentic must be 'prefer' or 'never'")
+    prof.authentic = authentic
+
+
+def _entry(path: str, name: str) -> str:
+    parts = path.split("/")
+    if path.startswith("/") or any(p in ("", ".", "..") for p in parts) or any(c in path for c in "\0\n"):
+        raise ProfileError(f"profile {name}: bad /proc/sys entry {path!r} (relative, no '..')")
+    return path
+
+
+def _read_procsys(prof: Profile, table, name: str) -> None:
+    _check_keys(table, {"entries", "writable"}, "procsys", name)
+    for e in _list(table, "entries", name):
+        if _entry(e, name) not in prof.procsys_entries:
+            prof.procsys_entries.append(e)
+    for e in _list(table, "writable", name):
+        if _entry(e, name) not in prof.procsys_writable:
+            prof.procsys_writable.append(e)
+        if e not in prof.procsys_entries:
+            prof.procsys_entries.append(e)
+
+
+def _abs(path: str, name: str) -> str:
+    if not path.startswith("/") or ".." in path.split("/") or any(c in path for c in "\0\n"):
+        raise ProfileError(f"profile {name}: path {path!r} must be absolute, without '..'")
+    return os.path.normpath(path)
+
+
+def _read_files(prof: Profile, table, name: str) -> None:
+    if not isinstance(table, dict):
+        raise ProfileError(f"profile {name}: [files] must be a table")
+    for path, spec in table.items():
+        path = _abs(path, name)
+        _check_keys(spec, {"kind", "content", "mode", "optional"}, f'files."{path}"', name)
+        kind = _str(spec.get("kind", "text"), "kind", name)
+        if kind not in ("text", "devnull"):
+            raise ProfileError(f"profile {name}: files.{path}.kind must be 'text' or 'devnull'")
+        mode = spec.get("mode", 0o444)
+        if not isinstance(mode, int) or not 0 <= mode <= 0o777:
+            raise ProfileError(f"profile {name}: files.{path}.mode must be an integer like 0o644")
+        optional = spec.get("optional", False)
+        if not isinstance(optional, bool):
+            raise ProfileError(f"profile {name}: files.{path}.optional must be true or false")
+        prof.files[path] = FileSpec(path, kind, _str(spec.get("content", ""), "content", name), mode, optional)
