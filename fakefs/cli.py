@@ -31,6 +31,24 @@ def _parser() -> argparse.ArgumentParser:
 
     u = sub.add_parser("umount", help="unmount a fake tree and stop its daemon")
     u.add_argument("target", nargs="?", default=DEFAULT_TARGET)
+    u.add_argument("--all", action="store_true",
+                   help="undo every applied profile (reverse order, from the journal) and stop every daemon")
+
+    a = sub.add_parser("apply", help="apply a mount profile from mounts/ (authentic first, fake fills gaps)")
+    a.add_argument("profile")
+    a.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
+    a.add_argument("--json", action="store_true", help="with --dry-run: the plan as JSON")
+    a.add_argument("--backend", choices=["auto", "fuse"], default="auto")
+    a.add_argument("--in-place", action="store_true",
+                   help="allow overlaying system paths in the host's mount namespace")
+
+    r = sub.add_parser("run", help="run CMD in a private mount namespace with a profile applied")
+    r.add_argument("--profile")
+    r.add_argument("--backend", choices=["auto", "fuse"], default="auto")
+    r.add_argument("--verbose", action="store_true")
+    r.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD [ARGS...]")
+
+    sub.add_parser("profiles", help="list the available profiles")
 
     s = sub.add_parser("status", help="what fakefs has mounted in this mount namespace")
     s.add_argument("--json", action="store_true")
@@ -54,9 +72,78 @@ def cmd_mount(args) -> int:
 
 
 def cmd_umount(args) -> int:
-    from .mounting import stop
+    from . import registry
+    from .mounting import CliError, stop
 
+    if args.all:
+        from .manager.apply import undo_all
+
+        problems = undo_all()
+        for rec in registry.all_records():
+            stop(rec.target)
+        if problems:
+            raise CliError("fakefs: undo left problems: " + "; ".join(problems))
+        print("fakefs: everything unmounted")
+        return 0
     print(stop(args.target))
+    return 0
+
+
+def _profile(name: str):
+    from .manager.profile import ProfileError, load
+    from .mounting import CliError
+
+    try:
+        return load(name)
+    except ProfileError as exc:
+        raise CliError(f"fakefs: {exc}") from None
+
+
+def cmd_apply(args) -> int:
+    from .manager.apply import apply
+    from .manager.plan import make_plan
+    from .manager.run import stage_dir
+    from .mounting import CliError, SYSTEM_PREFIXES
+    from .sysmount import in_private_mount_namespace
+
+    profile = _profile(args.profile)
+    plan = make_plan(profile, stage_dir(profile.name))
+    if args.dry_run:
+        if args.json:
+            print(json.dumps({"profile": plan.profile, "stage": plan.stage,
+                              "steps": [s.to_json() for s in plan.steps]}, indent=2))
+        else:
+            print(plan.describe())
+        return 0
+    touches_system = any(s.action not in ("keep", "skip") and s.target.startswith(SYSTEM_PREFIXES)
+                         for s in plan.steps)
+    if touches_system and not in_private_mount_namespace() and not args.in_place:
+        raise CliError("fakefs: refusing to overlay system paths in the host's mount namespace "
+                       "(use `fakefs run`, a private namespace, or --in-place)")
+    if os.geteuid() != 0:
+        raise CliError("fakefs: must run as root")
+    print(apply(plan))
+    return 0
+
+
+def cmd_run(args) -> int:
+    from .manager.run import run
+
+    cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
+    if args.profile:
+        _profile(args.profile)
+    if os.geteuid() != 0:
+        from .mounting import CliError
+
+        raise CliError("fakefs: must run as root")
+    return run(args.profile, cmd, quiet=not args.verbose)
+
+
+def cmd_profiles(args) -> int:
+    from .manager.profile import available
+
+    for name in available():
+        print(f"{name}\t{_profile(name).description}")
     return 0
 
 
@@ -85,7 +172,8 @@ def _cli_error(message: str):
     return CliError(message)
 
 
-COMMANDS = {"mount": cmd_mount, "umount": cmd_umount, "status": cmd_status}
+COMMANDS = {"mount": cmd_mount, "umount": cmd_umount, "status": cmd_status, "apply": cmd_apply,
+            "run": cmd_run, "profiles": cmd_profiles}
 
 
 def main(argv: list[str] | None = None) -> int:

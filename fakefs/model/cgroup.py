@@ -19,7 +19,9 @@ from .kparse import kernel_strstrip, kstrtoll
 if TYPE_CHECKING:
     from .tree import CgroupModel
 
-NAME_MAX = 255
+# kernfs has no per-name limit; only a path must fit in PATH_MAX (measured:
+# 1000-character names work, 4060 gives ENAMETOOLONG).
+PATH_MAX = 4096
 
 
 class Cgroup:
@@ -122,7 +124,7 @@ class Hierarchy:
     def _check_name(self, parent: Cgroup, name: str) -> None:
         if name in ("", ".", "..") or "/" in name or "\0" in name:
             raise einval(f"bad name {name!r}")
-        if len(name.encode()) > NAME_MAX:
+        if len(name.encode()) + len(parent.path) + 1 >= PATH_MAX - 40:
             raise KernelError(errno.ENAMETOOLONG, name)
         if "\n" in name:
             # cgroup_mkdir: names with a newline would corrupt /proc/PID/cgroup.

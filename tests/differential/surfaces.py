@@ -188,8 +188,8 @@ class Surface:
 
         Steps: ("mkdir", rel) ("rmdir", rel) ("rename", rel, new) ("create",
         rel) ("unlink", rel) ("read", rel) ("write", rel, text) ("list", rel)
-        (the child cgroups) ("kill", sleeper). Text may name sleepers as ``{S1}``; read results
-        are normalised back to ``<S1>``.
+        (its child cgroups) ("kill", sleeper). Text may name sleepers as
+        ``{S1}``; read results are normalised back to ``<S1>``.
         """
         transcript = []
         for step in steps:
@@ -206,7 +206,12 @@ class Surface:
                     out = ("ok", self.normalize(out[1]))
             elif op == "list":
                 # Child cgroups only: control files are the inventory tests' job.
-                out = ("ok", sorted(n for n, m in self.listdir(args[0]).items() if m == stat.S_IFDIR))
+                try:
+                    out = ("ok", sorted(n for n, m in self.listdir(args[0]).items() if m == stat.S_IFDIR))
+                except OSError as e:
+                    out = ("err", errname(e.errno))
+                except KernelError as e:
+                    out = ("err", errname(e.errno))
             elif op == "kill":
                 self.kill_sleeper(self.sleepers.pop(args[0]))
                 out = ("ok", None)

@@ -343,3 +343,13 @@ def test_root_may_switch_when_childless(h):
     assert lst(h, h.root) == "c 1:3 r\n"
     write(h, h.root, "allow", "a")
     assert lst(h, h.root) == "a *:* rwm\n"
+
+
+def test_latin1_nbsp_counts_as_whitespace(h):
+    """Measured: the kernel's isspace() includes 0xa0, as separator and when
+    strstrip() trims."""
+    a = h.mkdir(h.root, "a")
+    write(h, a, "deny", "a")
+    write(h, a, "allow", b"c\xa01:3\xa0r")
+    write(h, a, "allow", b"c 1:4 w\xa0")
+    assert lst(h, a) == "c 1:3 r\nc 1:4 w\n"

@@ -20,8 +20,9 @@ IDLE_SHARES = 3  # scale_load_down(WEIGHT_IDLEPRIO)
 RUNTIME_INF = -1
 MIN_PERIOD_US, MAX_PERIOD_US = 1000, 1000000
 BW_SHIFT = 20
-MAX_BW_US = (1 << (64 - BW_SHIFT)) - 1  # max_cfs_runtime in usecs ~ MAX_BW
-MAX_CFS_RUNTIME_US = MAX_BW_US // 1000  # max_cfs_runtime is MAX_BW * NSEC_PER_USEC ns
+# max_cfs_runtime = MAX_BW * NSEC_PER_USEC nanoseconds, i.e. MAX_BW microseconds.
+MAX_CFS_RUNTIME_US = (1 << (64 - BW_SHIFT)) - 1
+MAX_RT_PERIOD_US = ((1 << 64) - 1) // 1000  # tg_set_rt_bandwidth(): must survive *NSEC_PER_USEC
 DEFAULT_RT_PERIOD_US = 1000000
 ROOT_RT_RUNTIME_US = 950000  # sysctl_sched_rt_runtime
 
@@ -146,8 +147,8 @@ def _write_rt_runtime(cg, text: str, ctx: WriteContext) -> None:
 
 def _write_rt_period(cg, text: str, ctx: WriteContext) -> None:
     value = kstrtoull(text)
-    if value == 0:
-        raise einval("rt period 0")
+    if value == 0 or value > MAX_RT_PERIOD_US:
+        raise einval("rt period 0 or too large")
     st = _st(cg)
     _check_rt(cg, value, st.rt_runtime_us)
     st.rt_period_us = value

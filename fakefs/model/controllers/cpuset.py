@@ -80,6 +80,8 @@ def _getnum(s: str, i: int, lastbit: int) -> tuple[int, int]:
         j += 1
     if j == i:
         raise einval("expected a number")
+    if j - i > 20:  # more digits than any u64: overflow, and int() refuses huge strings
+        raise KernelError(errno.EOVERFLOW, "number over u32")
     n = int(s[i:j])
     if n > _U32:
         raise KernelError(errno.EOVERFLOW, "number over u32")
@@ -278,7 +280,8 @@ def _flag_file(name: str, key: str) -> ControlFile:
         return f"{int(getattr(_st(cg), key))}\n"
 
     def write(cg, text: str, ctx: WriteContext) -> None:
-        on = kstrtoull(c_string(text)) != 0
+        # cpuset_update_flag() takes an int: the u64 is truncated to 32 bits.
+        on = (kstrtoull(c_string(text)) & 0xFFFFFFFF) != 0
         CPUSET.validate_change(cg, CPUSET._trial(cg, **{key: on}))
         setattr(_st(cg), key, on)
 
@@ -299,7 +302,7 @@ def _write_relax(cg, text: str, ctx: WriteContext) -> None:
 
 
 def _write_pressure_enabled(cg, text: str, ctx: WriteContext) -> None:
-    _st(cg).memory_pressure_enabled = kstrtoull(c_string(text)) != 0
+    _st(cg).memory_pressure_enabled = (kstrtoull(c_string(text)) & 0xFFFFFFFF) != 0
 
 
 CPUSET.files = (

@@ -1,0 +1,133 @@
+"""Carrying out a plan, and undoing it."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+
+from .. import registry
+from ..daemon import MountRequest
+from ..mounting import CliError, is_stale, start, stop
+from ..sysmount import MS_BIND, MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_REC, mount, umount
+from . import journal
+from .plan import Plan, Step
+
+
+def _do(step: Step, plan: Plan) -> dict | None:
+    """Perform one step; return what undo needs (None: nothing to undo)."""
+    a, t = step.action, step.target
+    if a in ("keep", "skip"):
+        return None
+    if a == "mkdir":
+        if os.path.isdir(t):
+            return None
+        os.makedirs(t, mode=0o755)
+        return {"undo": "rmdir"}
+    if a == "touch":
+        os.close(os.open(t, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+        return {"undo": "unlink"}
+    if a == "symlink":
+        if os.path.islink(t) and os.readlink(t) == step.source:
+            return None
+        os.symlink(step.source, t)
+        return {"undo": "unlink"}
+    if a == "mount-tmpfs":
+        mount("tmpfs", t, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, step.options.get("data"))
+        return {"undo": "umount"}
+    if a == "mount-cgroup":
+        mount("cgroup", t, "cgroup", MS_NOSUID | MS_NODEV | MS_NOEXEC, step.options["fstype_options"])
+        return {"undo": "umount"}
+    if a == "bind":
+        mount(step.source, t, None, MS_BIND | MS_REC)
+        return {"undo": "umount"}
+    if a == "start-daemon":
+        spec_path = os.path.join(plan.stage, f"{os.path.basename(t)}.spec.json")
+        with open(spec_path, "w") as f:
+            json.dump(step.options, f)
+        request = MountRequest(target=t, tree=step.options["tree"],
+                               hierarchies=step.options.get("hierarchies"), extra={"spec": spec_path})
+        start(request)
+        rec = registry.load(t)
+        return {"undo": "stop-daemon", "pid": rec.pid if rec else 0}
+    raise CliError(f"fakefs: unknown plan step {a!r}")
+
+
+def _undo_one(entry: dict) -> str | None:
+    """Undo one journaled step; returns a problem description or None."""
+    how, t = entry.get("undo"), entry["target"]
+    try:
+        if how == "umount":
+            umount(t, detach=True)
+        elif how == "stop-daemon":
+            stop(t)
+        elif how == "rmdir":
+            os.rmdir(t)
+        elif how == "unlink":
+            os.unlink(t)
+    except OSError as exc:
+        if exc.errno in (errno.ENOENT, errno.EINVAL, errno.ENOTCONN):
+            return None  # already gone (e.g. its parent tmpfs was unmounted)
+        return f"{how} {t}: {exc.strerror}"
+    except CliError as exc:
+        return str(exc)
+    return None
+
+
+def undo(applied: dict) -> list[str]:
+    problems = []
+    for entry in reversed(applied.get("done", [])):
+        p = _undo_one(entry)
+        if p:
+            problems.append(p)
+    return problems
+
+
+def is_applied(record: dict) -> bool:
+    """Every daemon it started still serves and nothing is stale."""
+    for entry in record.get("done", []):
+        if entry.get("undo") == "stop-daemon":
+            rec = registry.load(entry["target"])
+            if rec is None or not rec.alive or is_stale(entry["target"]):
+                return False
+        if entry.get("undo") == "umount" and is_stale(entry["target"]):
+            return False
+    return True
+
+
+def apply(plan: Plan) -> str:
+    applied = journal.read()
+    for record in applied:
+        if record["profile"] == plan.profile:
+            if is_applied(record):
+                return f"fakefs: profile {plan.profile} is already applied"
+            undo(record)  # a killed daemon left stale mounts: start over
+            applied.remove(record)
+            journal.write(applied)
+            break
+    record = {"profile": plan.profile, "stage": plan.stage, "done": []}
+    applied.append(record)
+    for step in plan.steps:
+        try:
+            result = _do(step, plan)
+        except (OSError, CliError) as exc:
+            problems = undo(record)
+            applied.remove(record)
+            journal.write(applied)
+            reason = exc.strerror if isinstance(exc, OSError) else str(exc).removeprefix("fakefs: ")
+            extra = f" (undo problems: {'; '.join(problems)})" if problems else ""
+            raise CliError(f"fakefs: step failed: {step.action} {step.target}: {reason}{extra}") from None
+        if result is not None:
+            record["done"].append({**step.to_json(), **result})
+            journal.write(applied)
+    return f"fakefs: applied profile {plan.profile} ({len(plan.steps)} steps)"
+
+
+def undo_all() -> list[str]:
+    applied = journal.read()
+    problems: list[str] = []
+    while applied:
+        record = applied.pop()
+        problems += undo(record)
+        journal.write(applied)
+    return problems
