@@ -35,8 +35,18 @@ def build_root(request: MountRequest):
     from .model.errors import KernelError
     from .model.tree import DEFAULT_HIERARCHIES, CgroupModel
 
+    if request.tree == "overlay":
+        import json
+
+        from .fs.overlayfs import build_overlay_root
+
+        try:
+            with open(request.extra["spec"]) as f:
+                return build_overlay_root(json.load(f))
+        except (OSError, KeyError, ValueError) as exc:
+            raise MountError(f"overlay spec: {exc}") from None
     if request.tree != "cgroup":
-        raise MountError(f"unknown tree {request.tree!r} (known: cgroup)")
+        raise MountError(f"unknown tree {request.tree!r} (known: cgroup, overlay)")
     try:
         model = CgroupModel(read_host_facts(), LiveProcessTable(),
                             request.hierarchies or list(DEFAULT_HIERARCHIES))

@@ -49,7 +49,7 @@ def _do(step: Step, plan: Plan) -> dict | None:
                                hierarchies=step.options.get("hierarchies"), extra={"spec": spec_path})
         start(request)
         rec = registry.load(t)
-        return {"undo": "stop-daemon", "pid": rec.pid if rec else 0}
+        return {"undo": "stop-daemon", "pid": rec.pid if rec else 0, "spec": spec_path}
     raise CliError(f"fakefs: unknown plan step {a!r}")
 
 
@@ -61,6 +61,8 @@ def _undo_one(entry: dict) -> str | None:
             umount(t, detach=True)
         elif how == "stop-daemon":
             stop(t)
+            if entry.get("spec"):
+                os.unlink(entry["spec"])
         elif how == "rmdir":
             os.rmdir(t)
         elif how == "unlink":
