@@ -40,6 +40,10 @@ def read_host_facts() -> HostFacts:
     except OSError:
         pass
     return HostFacts(
+        block_devices=_whole_disks(),
+        net_interfaces=tuple(sorted(_listdir("/sys/class/net"))) or ("lo",),
+        swap_accounting=os.path.exists("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes")
+        or not os.path.exists("/sys/fs/cgroup/memory"),
         online_cpus=online,
         nr_cpu_ids=max(possible) + 1,
         online_mems=mems,
@@ -49,6 +53,24 @@ def read_host_facts() -> HostFacts:
         hugepage_sizes=tuple(sorted(sizes)),
         user_hz=os.sysconf("SC_CLK_TCK"),
     )
+
+
+def _listdir(path: str) -> list[str]:
+    try:
+        return os.listdir(path)
+    except OSError:
+        return []
+
+
+def _whole_disks() -> tuple[tuple[int, int], ...]:
+    """Disks as blkio knows them: /sys/block entries (not partitions)."""
+    out = []
+    for name in sorted(_listdir("/sys/block")):
+        dev = _read(f"/sys/block/{name}/dev")
+        if ":" in dev:
+            major, minor = dev.split(":")
+            out.append((int(major), int(minor)))
+    return tuple(out)
 
 
 class LiveProcessTable:

@@ -24,6 +24,12 @@ class HostFacts:
     pid_max_limit: int = 4194304  # PID_MAX_LIMIT on 64-bit
     user_hz: int = 100
     swap_accounting: bool = True
+    # Whole disks (major, minor): blkio per-device files accept only these.
+    # None: the controller module's default (none), which tests may set.
+    block_devices: tuple[tuple[int, int], ...] | None = None
+    # Network interfaces net_prio.ifpriomap lists (None: just "lo").
+    net_interfaces: tuple[str, ...] | None = None
+    rdma_devices: tuple[str, ...] | None = None
 
 
 class ProcessTable(Protocol):

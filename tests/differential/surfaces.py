@@ -102,35 +102,11 @@ def _read(path: str, default: str = "") -> str:
 
 
 def machine_host_facts() -> HostFacts:
-    """The HostFacts a fakefs daemon on this machine would be given, read
-    (read-only) from sysfs/procfs so the model is compared like for like."""
-    online = parse_cpulist(_read("/sys/devices/system/cpu/online", "0").strip(), 1 << 16)
-    possible = parse_cpulist(_read("/sys/devices/system/cpu/possible", "0").strip(), 1 << 16)
-    mems = parse_cpulist(_read("/sys/devices/system/node/online", "0").strip(), 1 << 10)
-    mem_possible = parse_cpulist(_read("/sys/devices/system/node/possible", "0").strip(), 1 << 10)
-    total = 1 << 30
-    for line in _read("/proc/meminfo").splitlines():
-        if line.startswith("MemTotal:"):
-            total = int(line.split()[1]) * 1024
-    huge: list[int] = []
-    try:
-        for entry in os.listdir("/sys/kernel/mm/hugepages"):
-            m = re.fullmatch(r"hugepages-(\d+)kB", entry)
-            if m:
-                huge.append(int(m.group(1)) * 1024)
-    except OSError:
-        pass
-    return HostFacts(
-        online_cpus=frozenset(online),
-        nr_cpu_ids=max(possible) + 1,
-        online_mems=frozenset(mems),
-        nr_node_ids=max(mem_possible) + 1,
-        memory_total=total,
-        page_size=os.sysconf("SC_PAGE_SIZE"),
-        hugepage_sizes=tuple(sorted(huge)),
-        user_hz=os.sysconf("SC_CLK_TCK"),
-        swap_accounting=os.path.exists(f"{CGROUP_ROOT}/memory/memory.memsw.limit_in_bytes"),
-    )
+    """The HostFacts a fakefs daemon on this machine is given (read-only
+    reads of sysfs/procfs), so the model is compared like for like."""
+    from fakefs.hostinfo import read_host_facts
+
+    return read_host_facts()
 
 
 # ---------------------------------------------------------------------------
