@@ -20,7 +20,7 @@ def _parser() -> argparse.ArgumentParser:
 
     m = sub.add_parser("mount", help="mount a fake tree (default: cgroup v1 at /sys/fs/cgroup)")
     m.add_argument("target", nargs="?", default=DEFAULT_TARGET)
-    m.add_argument("--backend", choices=["fuse"], default="fuse")
+    m.add_argument("--backend", default="auto", help="auto (default: pyfuse3, then fallbacks), or one backend by name")
     m.add_argument("--tree", choices=["cgroup"], default="cgroup")
     m.add_argument("--hierarchy", action="append", dest="hierarchies", metavar="SPEC",
                    help="a hierarchy to serve, e.g. 'cpu,cpuacct' or 'name=systemd' (repeatable; "
@@ -38,13 +38,13 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("profile")
     a.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
     a.add_argument("--json", action="store_true", help="with --dry-run: the plan as JSON")
-    a.add_argument("--backend", choices=["auto", "fuse"], default="auto")
+    a.add_argument("--backend", default="auto", help="backend of the daemons it starts (auto, or one by name)")
     a.add_argument("--in-place", action="store_true",
                    help="allow overlaying system paths in the host's mount namespace")
 
     r = sub.add_parser("run", help="run CMD in a private mount namespace with a profile applied")
     r.add_argument("--profile")
-    r.add_argument("--backend", choices=["auto", "fuse"], default="auto")
+    r.add_argument("--backend", default="auto", help="backend of the daemons it starts (auto, or one by name)")
     r.add_argument("--verbose", action="store_true")
     r.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD [ARGS...]")
 
@@ -61,6 +61,7 @@ def cmd_mount(args) -> int:
     from .model.errors import KernelError
     from .model.tree import parse_hierarchy_spec
 
+    _check_backend(args.backend)
     for spec in args.hierarchies or []:
         try:
             parse_hierarchy_spec(spec)
@@ -107,7 +108,8 @@ def cmd_apply(args) -> int:
     from .sysmount import in_private_mount_namespace
 
     profile = _profile(args.profile)
-    plan = make_plan(profile, stage_dir(profile.name))
+    _check_backend(args.backend)
+    plan = make_plan(profile, stage_dir(profile.name), backend=args.backend)
     if args.dry_run:
         if args.json:
             print(json.dumps({"profile": plan.profile, "stage": plan.stage,
@@ -132,11 +134,12 @@ def cmd_run(args) -> int:
     cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
     if args.profile:
         _profile(args.profile)
+    _check_backend(args.backend)
     if os.geteuid() != 0:
         from .mounting import CliError
 
         raise CliError("fakefs: must run as root")
-    return run(args.profile, cmd, quiet=not args.verbose)
+    return run(args.profile, cmd, quiet=not args.verbose, backend=args.backend)
 
 
 def cmd_profiles(args) -> int:
@@ -164,6 +167,13 @@ def cmd_status(args) -> int:
         for r in rows:
             print(f"{r['target']}\t{r['tree']}\t{r['backend']}\tpid {r['pid']}\t{r['state']}")
     return 0
+
+
+def _check_backend(name: str) -> None:
+    from .daemon import BACKENDS
+
+    if name != "auto" and name not in BACKENDS:
+        raise _cli_error(f"fakefs: unknown backend {name!r} (known: auto, {', '.join(sorted(BACKENDS))})")
 
 
 def _cli_error(message: str):

@@ -58,6 +58,53 @@ def build_root(request: MountRequest):
 def serve(request: MountRequest, on_ready=None) -> None:
     """Mount and serve until unmounted. ``on_ready(error_or_None)`` is called
     once: with None when the mount is live, or with a MountError's text."""
+    if request.backend == "auto":
+        _serve_auto(request, on_ready)
+        return
+    backend = BACKENDS.get(request.backend)
+    if backend is None:
+        msg = f"unknown backend {request.backend!r} (known: {', '.join(sorted(BACKENDS))})"
+        _report(on_ready, msg)
+        raise MountError(msg)
+    backend(request, on_ready)
+
+
+def _serve_auto(request: MountRequest, on_ready) -> None:
+    """Try each backend in AUTO_ORDER; a backend that fails before its mount
+    is ready passes to the next one, and the reasons are kept for the error."""
+    import dataclasses
+
+    reasons = []
+    for name in AUTO_ORDER:
+        failure: list[str] = []
+
+        def quiet_ready(err, _failure=failure):
+            if err is None:
+                _report(on_ready, None)
+            else:
+                _failure.append(err)
+
+        try:
+            BACKENDS[name](dataclasses.replace(request, backend=name), quiet_ready)
+            return
+        except MountError as exc:
+            reasons.append(f"{name}: {failure[0] if failure else exc}")
+            print(f"fakefs: backend {name} passed over: {reasons[-1]}", flush=True)
+    msg = "no backend could mount here (" + "; ".join(reasons) + ")"
+    _report(on_ready, msg)
+    raise MountError(msg)
+
+
+def register_mount(request: MountRequest, backend: str) -> registry.MountRecord:
+    """Record the live mount (called by a backend once it is mounted)."""
+    record = registry.MountRecord(target=request.target, pid=os.getpid(), backend=backend,
+                                  tree=request.tree, mntns=mount_namespace_id(),
+                                  started=time.time(), log=request.log)
+    registry.save(record)
+    return record
+
+
+def serve_pyfuse3(request: MountRequest, on_ready=None) -> None:
     try:
         import pyfuse3
         import trio
@@ -81,10 +128,7 @@ def serve(request: MountRequest, on_ready=None) -> None:
         _report(on_ready, msg)
         raise MountError(msg) from None
 
-    record = registry.MountRecord(target=request.target, pid=os.getpid(), backend="fuse",
-                                  tree=request.tree, mntns=mount_namespace_id(),
-                                  started=time.time(), log=request.log)
-    registry.save(record)
+    record = register_mount(request, "fuse")
     _report(on_ready, None)
 
     async def main() -> None:
@@ -111,3 +155,12 @@ def serve(request: MountRequest, on_ready=None) -> None:
 def _report(on_ready, error: str | None) -> None:
     if on_ready is not None:
         on_ready(error)
+
+
+# Backends by CLI name: each mounts request.target, calls on_ready once, and
+# serves until unmounted or SIGTERM/SIGINT, removing its registry record.
+BACKENDS = {
+    "fuse": serve_pyfuse3,
+}
+# What --backend auto tries, in order.
+AUTO_ORDER = ["fuse"]

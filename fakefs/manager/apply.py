@@ -45,7 +45,7 @@ def _do(step: Step, plan: Plan) -> dict | None:
         spec_path = os.path.join(plan.stage, f"{os.path.basename(t)}.spec.json")
         with open(spec_path, "w") as f:
             json.dump(step.options, f)
-        request = MountRequest(target=t, tree=step.options["tree"],
+        request = MountRequest(target=t, tree=step.options["tree"], backend=step.options.get("backend", "auto"),
                                hierarchies=step.options.get("hierarchies"), extra={"spec": spec_path})
         start(request)
         rec = registry.load(t)

@@ -36,7 +36,7 @@ class Step:
         if self.options.get("fstype_options"):
             opts = f" [{self.options['fstype_options']}]"
         if self.action == "start-daemon":
-            opts = f" [{self.options.get('tree')}]"
+            opts = f" [{self.options.get('tree')}, backend {self.options.get('backend', 'auto')}]"
         return f"{self.action:13}{src} {self.target}{opts}  # {self.why}"
 
     def to_json(self) -> dict:
@@ -243,8 +243,11 @@ def _view_name(root: str) -> str:
     return root.strip("/").replace("/", "_") or "root"
 
 
-def make_plan(profile: Profile, stage: str, probe=can_mount_cgroup) -> Plan:
+def make_plan(profile: Profile, stage: str, probe=can_mount_cgroup, backend: str = "auto") -> Plan:
     steps = [Step("mkdir", stage, "staging directory for this profile (private to this namespace's mounts)")]
     steps += plan_cgroup(profile, stage, probe)
     steps += plan_overlays(profile, stage)
+    for step in steps:
+        if step.action == "start-daemon":
+            step.options["backend"] = backend
     return Plan(profile.name, steps, stage)

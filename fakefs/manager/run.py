@@ -20,7 +20,7 @@ def stage_dir(profile: str) -> str:
     return os.path.join(run_dir(), f"stage-{mount_namespace_id()}-{profile}")
 
 
-def run(profile_name: str | None, command: list[str], quiet: bool = True) -> int:
+def run(profile_name: str | None, command: list[str], quiet: bool = True, backend: str = "auto") -> int:
     if not command:
         raise CliError("fakefs: run needs a command after --")
     profile = load(profile_name) if profile_name else None
@@ -32,7 +32,7 @@ def run(profile_name: str | None, command: list[str], quiet: bool = True) -> int
         raise CliError(f"fakefs: cannot create a mount namespace: {exc.strerror}") from None
     try:
         if profile is not None:
-            message = apply(make_plan(profile, stage_dir(profile.name)))
+            message = apply(make_plan(profile, stage_dir(profile.name), backend=backend))
             if not quiet:
                 print(message)
         try:
