@@ -2,7 +2,11 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-DEB_PACKAGES := fuse3 libfuse3-dev pkg-config gcc python3-dev
+# fuse3/libfuse3-dev/pkg-config/gcc build pyfuse3; the rest are the real
+# programs the tests run fakefs under (gVisor, runc, crun, node) and the
+# benchmark's anchor (lxcfs).
+DEB_PACKAGES := fuse3 libfuse3-dev pkg-config gcc python3-dev util-linux runsc runc crun \
+	busybox-static nodejs lxcfs
 STAMP := $(VENV)/.installed
 
 .PHONY: install deps test demo bench clean
@@ -31,6 +35,10 @@ test: install
 
 demo: install
 	$(BIN)/python -m fakefs.demo
+
+# Side by side with lxcfs and the real cgroupfs; never part of `make test`.
+bench: install
+	$(BIN)/python -m bench
 
 clean:
 	rm -rf $(VENV) build *.egg-info
