@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 
 from ..cftype import ControlFile, Controller, Placement, WriteContext
 from ..errors import KernelError, einval
-from ..kparse import kstrtoull
+from ..kparse import kstrtoull, simple_strtoull
 
 U64_MAX = (1 << 64) - 1
 UINT_MAX = (1 << 32) - 1
@@ -62,27 +62,6 @@ def skip_spaces(s: str, i: int) -> int:
     while i < len(s) and s[i] in KSPACE:
         i += 1
     return i
-
-
-def simple_strtoull(s: str, i: int = 0, base: int = 0) -> tuple[int, int]:
-    """lib/vsprintf.c simple_strtoull(): radix fix-up for base 0/16, digits
-    until the first non-digit, wrapping at 2^64. Returns (value, end index);
-    the end equals the start when nothing was parsed."""
-    if base in (0, 16) and s[i:i + 2].lower() == "0x" and i + 2 < len(s) and s[i + 2] in "0123456789abcdefABCDEF":
-        base, i = 16, i + 2
-    elif base == 0:
-        base = 8 if s[i:i + 1] == "0" else 10
-    value = 0
-    while i < len(s):
-        ch = s[i]
-        if not (ch.isascii() and ch.isalnum()):
-            break
-        digit = int(ch, 36)
-        if digit >= base:
-            break
-        value = (value * base + digit) & U64_MAX
-        i += 1
-    return value, i
 
 
 def scan_unsigned(s: str, i: int, bits: int = 64) -> tuple[int, int] | None:
