@@ -186,3 +186,50 @@ def test_run_exits_with_the_commands_status():
     assert res.returncode == 7
     res = fakefs("run", "--profile", "nope", "--", "true")
     assert res.returncode != 0 and "no profile" in res.stderr and "Traceback" not in res.stderr
+
+
+@pytest.mark.parametrize("profile", ["cgroup-v1", "cgroup-v1-fake", "kubelet", "runc", "k3s-worker"])
+def test_each_profile_applied_and_removed_leaves_the_namespace_as_it_was(profile):
+    require_root_and_fuse()
+    snapshot = (f"{sys.executable} -c 'import sys; print(sorted((l.split()[4], l.split()[-3]) "
+                f"for l in open(\"/proc/self/mountinfo\")))' > /tmp/fakefs-ns-$$")
+    script = f"""
+set -e
+{snapshot.replace('$$', 'before')}
+{sys.executable} -m fakefs apply {profile}
+{sys.executable} -c 'import os; print(sorted(os.listdir("/sys/fs/cgroup")))'
+cat /sys/fs/cgroup/cpu/cpu.shares
+{sys.executable} -m fakefs umount --all
+{snapshot.replace('$$', 'after')}
+cmp /tmp/fakefs-ns-before /tmp/fakefs-ns-after && echo SAME
+rm -f /tmp/fakefs-ns-before /tmp/fakefs-ns-after
+"""
+    res = run_in_new_ns(script)
+    assert res.returncode == 0, res.stdout + res.stderr
+    listing = eval(res.stdout.splitlines()[1])  # the hierarchy dirs while applied
+    assert {"cpu", "cpuacct", "memory", "devices", "systemd"} <= set(listing)
+    assert {"hugetlb", "perf_event"} <= set(listing)  # unmounted on this host: added
+    assert res.stdout.splitlines()[2] == "1024"
+    assert "SAME" in res.stdout
+
+
+def test_fake_cgroup_profile_serves_kernel_behaviour_at_sys_fs_cgroup():
+    require_root_and_fuse()
+    script = f"""
+{sys.executable} -m fakefs run --profile cgroup-v1-fake -- {sys.executable} -c '
+import os, errno
+print(sorted(os.listdir("/sys/fs/cgroup")))
+os.mkdir("/sys/fs/cgroup/memory/x")
+fd = os.open("/sys/fs/cgroup/memory/x/memory.limit_in_bytes", os.O_WRONLY)
+os.write(fd, b"1g"); os.close(fd)
+print(open("/sys/fs/cgroup/memory/x/memory.limit_in_bytes").read().strip())
+line = [l for l in open("/proc/self/mountinfo") if l.split()[4] == "/sys/fs/cgroup/memory"][-1]
+print(line.split(" - ")[1].split()[0])
+'
+"""
+    res = run_in_new_ns(script)
+    assert res.returncode == 0, res.stdout + res.stderr
+    lines = res.stdout.splitlines()
+    assert "net_cls,net_prio" in lines[0] and "cpu" in lines[0]
+    assert lines[1] == "1073741824"
+    assert lines[2].startswith("fuse")  # served by fakefs, not the kernel

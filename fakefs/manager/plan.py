@@ -94,7 +94,8 @@ def plan_cgroup(profile: Profile, stage: str, probe=can_mount_cgroup) -> list[St
         return steps
     if not os.path.isdir(target):
         return [Step("skip", target, "cgroup target does not exist")]
-    authentic = authentic_cgroup_mounts(target)
+    # authentic = "never" is the profile asking to hide the real hierarchies.
+    authentic = authentic_cgroup_mounts(target) if profile.authentic == "prefer" else {}
     keep: list[tuple[str, str]] = []  # (dirname, mountpoint)
     real_new: list[tuple[str, str]] = []  # (dirname, options)
     fake: list[str] = []  # hierarchy specs served by fakefs
