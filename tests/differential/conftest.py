@@ -10,7 +10,33 @@ from __future__ import annotations
 
 import pytest
 
-from .surfaces import CANDIDATES, KernelSurface, kernel_cgroup_v1_available, require
+import os
+import tempfile
+
+from tests.support import fakefs, require_root_and_fuse
+
+from .surfaces import (CANDIDATES, MACHINE_HIERARCHIES, KernelSurface, PathSurface,
+                       kernel_cgroup_v1_available, require)
+
+
+@pytest.fixture(scope="session")
+def diff_mount():
+    """fakefs over FUSE with this machine's layout, for the "mount" candidate."""
+    if os.environ.get("FAKEFS_DIFF_MOUNT"):
+        yield os.environ["FAKEFS_DIFF_MOUNT"]
+        return
+    require_root_and_fuse()
+    path = tempfile.mkdtemp(prefix="fakefs-diff-mnt-")
+    args = ["mount", path]
+    for h in MACHINE_HIERARCHIES:
+        args += ["--hierarchy", h]
+    res = fakefs(*args)
+    assert res.returncode == 0, res.stderr
+    try:
+        yield path
+    finally:
+        fakefs("umount", path)
+        os.rmdir(path)
 
 
 @pytest.fixture(params=CANDIDATES, ids=lambda f: f.id)
@@ -19,14 +45,17 @@ def candidate_factory(request):
 
 
 @pytest.fixture
-def pair(controller, candidate_factory):
+def pair(controller, candidate_factory, request):
     """(kernel, candidate): both with a fresh base cgroup under the root of
     ``controller``'s hierarchy. Cleanup runs even when the test fails."""
     ok, why = kernel_cgroup_v1_available(controller)
     require(ok, why)
     kernel = KernelSurface(controller)
     try:
-        candidate = candidate_factory.make(controller)
+        if candidate_factory.id == "mount":
+            candidate = PathSurface(request.getfixturevalue("diff_mount"), controller, label="mount")
+        else:
+            candidate = candidate_factory.make(controller)
     except BaseException:
         kernel.close()
         raise

@@ -530,14 +530,12 @@ class SurfaceFactory:
     make: Callable[[str], Surface]  # controller -> surface with a fresh base
 
 
-# Each candidate is compared with the real kernel. To compare a FUSE mount of
-# fakefs laid out like /sys/fs/cgroup, append one factory:
-#     SurfaceFactory("mount", lambda c: PathSurface(MOUNT_POINT, c, label="mount"))
-# Setting FAKEFS_DIFF_MOUNT=<mount point> does exactly that.
-CANDIDATES: list[SurfaceFactory] = [SurfaceFactory("model", ModelSurface)]
-if os.environ.get("FAKEFS_DIFF_MOUNT"):
-    _mount = os.environ["FAKEFS_DIFF_MOUNT"]
-    CANDIDATES.append(SurfaceFactory("mount", lambda c: PathSurface(_mount, c, label="mount")))
+# Each candidate is compared with the real kernel: the model directly, and
+# a FUSE mount of fakefs (conftest.diff_mount, PathSurface over it).
+# "mount" is a real FUSE mount of fakefs laid out like this machine; the
+# conftest mounts it once per session (or uses $FAKEFS_DIFF_MOUNT).
+CANDIDATES: list[SurfaceFactory] = [SurfaceFactory("model", ModelSurface),
+                                    SurfaceFactory("mount", lambda c: None)]
 
 
 def kernel_cgroup_v1_available(controller: str) -> tuple[bool, str]:
