@@ -88,15 +88,16 @@ def test_dry_run_prints_the_plan_and_changes_nothing():
 
 GVISOR_LIKE = """
 set -e
+export GV=$(mktemp -d /tmp/fakefs-gv-XXXXXX)
 # Make this namespace look like gVisor's /proc/sys: vm has overcommit_memory
 # read-only and no panic_on_oom; kernel has no panic*, no keys/, no cap_last_cap.
-mkdir -p /tmp/fakefs-gv && mount -t tmpfs none /tmp/fakefs-gv
-mkdir /tmp/fakefs-gv/vm /tmp/fakefs-gv/kernel
-echo 65530 > /tmp/fakefs-gv/vm/max_map_count
-echo 0 > /tmp/fakefs-gv/vm/overcommit_memory && chmod 0444 /tmp/fakefs-gv/vm/overcommit_memory
-echo sandbox > /tmp/fakefs-gv/kernel/hostname
-mount --bind /tmp/fakefs-gv/vm /proc/sys/vm
-mount --bind /tmp/fakefs-gv/kernel /proc/sys/kernel
+mount -t tmpfs none $GV
+mkdir $GV/vm $GV/kernel
+echo 65530 > $GV/vm/max_map_count
+echo 0 > $GV/vm/overcommit_memory && chmod 0444 $GV/vm/overcommit_memory
+echo sandbox > $GV/kernel/hostname
+mount --bind $GV/vm /proc/sys/vm
+mount --bind $GV/kernel /proc/sys/kernel
 """
 
 
@@ -104,8 +105,8 @@ def test_run_kubelet_profile_in_a_gvisor_like_proc_sys():
     require_root_and_fuse()
     real_cap = open("/proc/sys/kernel/cap_last_cap").read().strip()
     script = GVISOR_LIKE + f"""
-{sys.executable} -m fakefs run --profile kubelet -- {sys.executable} {CHECK} > /tmp/fakefs-gv/out.json
-cat /tmp/fakefs-gv/out.json
+{sys.executable} -m fakefs run --profile kubelet -- {sys.executable} {CHECK} > $GV/out.json
+cat $GV/out.json
 # after run: everything fakefs placed is gone again
 test ! -e /proc/sys/vm/panic_on_oom && echo CLEAN
 """
@@ -125,7 +126,7 @@ def test_real_entries_stay_visible_next_to_synthetic_ones():
 {sys.executable} -m fakefs run --profile kubelet -- sh -c '
   cat /proc/sys/vm/max_map_count /proc/sys/kernel/hostname
   ls /proc/sys/vm | tr "\\n" " "; echo
-  echo 7 > /proc/sys/vm/max_map_count && cat /tmp/fakefs-gv/vm/max_map_count
+  echo 7 > /proc/sys/vm/max_map_count && cat $GV/vm/max_map_count
   echo 3 > /proc/sys/vm/panic_on_oom || echo REFUSED
   python3 -c "import os
 try:
@@ -147,7 +148,7 @@ except OSError as e:
 def test_apply_then_umount_all_restores_the_namespace():
     require_root_and_fuse()
     script = GVISOR_LIKE + f"""
-{sys.executable} -c 'import json; print(json.dumps(sorted(l.split()[4] for l in open("/proc/self/mountinfo"))))' > /tmp/fakefs-gv/before
+{sys.executable} -c 'import json; print(json.dumps(sorted(l.split()[4] for l in open("/proc/self/mountinfo"))))' > $GV/before
 {sys.executable} -m fakefs apply k3s-worker
 test -e /proc/sys/kernel/keys/root_maxkeys
 test -e /proc/sys/net/bridge/bridge-nf-call-iptables || true
@@ -156,8 +157,8 @@ test -e /proc/sys/net/bridge/bridge-nf-call-iptables || true
 for p in $({sys.executable} -m fakefs status --json | {sys.executable} -c 'import json,sys; print(" ".join(str(m["pid"]) for m in json.load(sys.stdin)["mounts"]))'); do kill -9 $p; done
 sleep 0.3
 {sys.executable} -m fakefs umount --all
-{sys.executable} -c 'import json; print(json.dumps(sorted(l.split()[4] for l in open("/proc/self/mountinfo"))))' > /tmp/fakefs-gv/after
-cmp /tmp/fakefs-gv/before /tmp/fakefs-gv/after && echo SAME
+{sys.executable} -c 'import json; print(json.dumps(sorted(l.split()[4] for l in open("/proc/self/mountinfo"))))' > $GV/after
+cmp $GV/before $GV/after && echo SAME
 """
     res = run_in_new_ns(script)
     assert res.returncode == 0, res.stdout + res.stderr
@@ -192,17 +193,18 @@ def test_run_exits_with_the_commands_status():
 def test_each_profile_applied_and_removed_leaves_the_namespace_as_it_was(profile):
     require_root_and_fuse()
     snapshot = (f"{sys.executable} -c 'import sys; print(sorted((l.split()[4], l.split()[-3]) "
-                f"for l in open(\"/proc/self/mountinfo\")))' > /tmp/fakefs-ns-$$")
+                f"for l in open(\"/proc/self/mountinfo\")))' > $D/$$")
     script = f"""
 set -e
+D=$(mktemp -d /tmp/fakefs-ns-XXXXXX)
 {snapshot.replace('$$', 'before')}
 {sys.executable} -m fakefs apply {profile}
 {sys.executable} -c 'import os; print(sorted(os.listdir("/sys/fs/cgroup")))'
 cat /sys/fs/cgroup/cpu/cpu.shares
 {sys.executable} -m fakefs umount --all
 {snapshot.replace('$$', 'after')}
-cmp /tmp/fakefs-ns-before /tmp/fakefs-ns-after && echo SAME
-rm -f /tmp/fakefs-ns-before /tmp/fakefs-ns-after
+cmp $D/before $D/after && echo SAME
+rm -rf $D
 """
     res = run_in_new_ns(script)
     assert res.returncode == 0, res.stdout + res.stderr
