@@ -46,9 +46,16 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--profile")
     r.add_argument("--backend", default="auto", help="backend of the daemons it starts (auto, or one by name)")
     r.add_argument("--verbose", action="store_true")
+    r.add_argument("--limit", action="append", dest="limits", metavar="KEY=VALUE", default=[],
+                   help="memory=SIZE or cpus=N: set at CMD's own cgroup paths in the fake tree, for programs "
+                        "that read cgroup v1 limits (implies --profile cgroup-v1-fake; repeatable)")
     r.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD [ARGS...]")
 
     sub.add_parser("profiles", help="list the available profiles")
+
+    pr = sub.add_parser("probe", help="what this sandbox allows: each check, the backend auto picks, "
+                                      "what still stops kubelet and runc (exit 1: no backend works)")
+    pr.add_argument("--json", action="store_true", help="one JSON object (keys documented in README)")
 
     s = sub.add_parser("status", help="what fakefs has mounted in this mount namespace")
     s.add_argument("--json", action="store_true")
@@ -133,13 +140,21 @@ def cmd_run(args) -> int:
 
     cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
     if args.profile:
-        _profile(args.profile)
+        profile = _profile(args.profile)
+        if profile.limits:
+            from .manager.limits import parse_limits
+
+            parse_limits(profile.limits)
+    if args.limits:
+        from .manager.limits import parse_limits
+
+        parse_limits(args.limits)
     _check_backend(args.backend)
     if os.geteuid() != 0:
         from .mounting import CliError
 
         raise CliError("fakefs: must run as root")
-    return run(args.profile, cmd, quiet=not args.verbose, backend=args.backend)
+    return run(args.profile, cmd, quiet=not args.verbose, backend=args.backend, limit_specs=args.limits)
 
 
 def cmd_profiles(args) -> int:
@@ -169,6 +184,12 @@ def cmd_status(args) -> int:
     return 0
 
 
+def cmd_probe(args) -> int:
+    from .probe import main as probe_main
+
+    return probe_main(as_json=args.json)
+
+
 def _check_backend(name: str) -> None:
     from .daemon import BACKENDS
 
@@ -183,7 +204,7 @@ def _cli_error(message: str):
 
 
 COMMANDS = {"mount": cmd_mount, "umount": cmd_umount, "status": cmd_status, "apply": cmd_apply,
-            "run": cmd_run, "profiles": cmd_profiles}
+            "run": cmd_run, "profiles": cmd_profiles, "probe": cmd_probe}
 
 
 def main(argv: list[str] | None = None) -> int:

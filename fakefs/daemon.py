@@ -22,6 +22,10 @@ class MountRequest:
     hierarchies: list[str] | None = None
     log: str = ""
     extra: dict = field(default_factory=dict)
+    # Fake subtrees: hierarchy directory -> the real cgroup directory the
+    # fake's top stands for (it will be mounted over it). The tops then follow
+    # non-root rules and start with that cgroup's settings.
+    subtree_of: dict[str, str] | None = None
 
 
 class MountError(Exception):
@@ -49,10 +53,42 @@ def build_root(request: MountRequest):
         raise MountError(f"unknown tree {request.tree!r} (known: cgroup, overlay)")
     try:
         model = CgroupModel(read_host_facts(), LiveProcessTable(),
-                            request.hierarchies or list(DEFAULT_HIERARCHIES))
+                            request.hierarchies or list(DEFAULT_HIERARCHIES),
+                            top_is_root=not request.subtree_of)
     except KernelError as exc:
         raise MountError(exc.detail) from None
+    if request.subtree_of:
+        _seed_subtrees(model, request.subtree_of)
+    from .stats import LiveStats
+
+    # Live statistics: the real processes' figures, sampled through a short cache.
+    model.stats = LiveStats()
     return CgroupFsRoot(model)
+
+
+def _seed_subtrees(model, subtree_of: dict[str, str]) -> None:
+    """Read each real cgroup's settings (before the fake covers it) and
+    replay them into the fake top that stands for it."""
+    from .model.errors import KernelError
+    from .model.subtree import seed_names, seed_top
+
+    for mounted in model.mounts:
+        real = subtree_of.get(mounted.dirname)
+        if real is None:
+            raise MountError(f"subtree: no real cgroup given for hierarchy {mounted.dirname}")
+        values = {}
+        for name in seed_names(mounted.hierarchy):
+            try:
+                with open(os.path.join(real, name)) as f:
+                    values[name] = f.read()
+            except FileNotFoundError:
+                continue  # this kernel lacks the file: the fake keeps its default
+            except OSError as exc:
+                raise MountError(f"subtree: cannot read {os.path.join(real, name)}: {exc.strerror}") from None
+        try:
+            seed_top(mounted.hierarchy, values)
+        except KernelError as exc:
+            raise MountError(f"subtree: seeding {mounted.dirname} from {real}: {exc.detail}") from None
 
 
 def serve(request: MountRequest, on_ready=None) -> None:
@@ -113,7 +149,7 @@ def serve_pyfuse3(request: MountRequest, on_ready=None) -> None:
         raise MountError(str(exc)) from None
 
     from .fs.ops import FsOps
-    from .fs.pyfuse3_backend import make_operations
+    from .fs.pyfuse3_backend import MAIN_TASKS, make_operations
 
     try:
         root = build_root(request)
@@ -128,8 +164,17 @@ def serve_pyfuse3(request: MountRequest, on_ready=None) -> None:
         _report(on_ready, msg)
         raise MountError(msg) from None
 
-    record = register_mount(request, "fuse")
-    _report(on_ready, None)
+    # The mount exists now, but the connection is only usable once pyfuse3
+    # accepted the kernel's INIT (gVisor's lacks READDIRPLUS: pyfuse3 refuses
+    # it). pyfuse3 calls Operations.init() right after accepting it, so
+    # readiness is reported from there and a refused INIT is a MountError.
+    records: list = []
+
+    def initialised() -> None:
+        records.append(register_mount(request, "fuse"))
+        _report(on_ready, None)
+
+    operations.init = initialised
 
     async def main() -> None:
         async with trio.open_nursery() as nursery:
@@ -140,16 +185,48 @@ def serve_pyfuse3(request: MountRequest, on_ready=None) -> None:
                         return
 
             nursery.start_soon(stop_on_signal)
-            await pyfuse3.main()
+            if hasattr(root, "model"):
+                nursery.start_soon(watch_forks, root.model)
+            await pyfuse3.main(max_tasks=MAIN_TASKS)
             nursery.cancel_scope.cancel()
 
     try:
         trio.run(main)
+    except Exception as exc:
+        if records:
+            raise
+        detail = "; ".join(_leaf_messages(exc))
+        msg = f"FUSE connection at {request.target} refused at INIT by pyfuse3: {detail}"
+        _report(on_ready, msg)
+        raise MountError(msg) from None
     finally:
         try:
             pyfuse3.close(unmount=True)
         finally:
-            registry.remove(request.target, record.mntns)
+            if records:
+                registry.remove(request.target, records[0].mntns)
+
+
+def _leaf_messages(exc: BaseException) -> list[str]:
+    """The messages of the exceptions inside (nested) exception groups."""
+    if isinstance(exc, BaseExceptionGroup):
+        return [m for sub in exc.exceptions for m in _leaf_messages(sub)]
+    return [str(exc) or type(exc).__name__]
+
+
+async def watch_forks(model) -> None:
+    """trio task for cgroup trees: children start in their parent's fake
+    cgroups, as on the kernel (see forkwatch.py); without the kernel's
+    process events, membership is only what was written."""
+    from .forkwatch import open_watcher, watch
+
+    # Fake subtrees serve container runtimes, whose stage processes are
+    # made with CLONE_PARENT (see forkwatch.py).
+    watcher = open_watcher(clone_parent=any(not m.hierarchy.top_is_root for m in model.mounts))
+    if isinstance(watcher, str):
+        print(f"fakefs: fork inheritance off: {watcher}", flush=True)
+        return
+    await watch(watcher, model)
 
 
 def _report(on_ready, error: str | None) -> None:
@@ -157,10 +234,28 @@ def _report(on_ready, error: str | None) -> None:
         on_ready(error)
 
 
+def serve_rawfuse(request: MountRequest, on_ready=None) -> None:
+    """The FUSE protocol spoken over /dev/fuse without libfuse: works where
+    pyfuse3 refuses the kernel's INIT (gVisor offers no READDIRPLUS)."""
+    from .fs.rawfuse.server import serve_request
+
+    serve_request(request, on_ready)
+
+
+def serve_tmpfs(request: MountRequest, on_ready=None) -> None:
+    """Plain files in a tmpfs, kept in step by an inotify watcher: where no
+    FUSE backend works (see fakefs/tmpfsbackend for what it cannot do)."""
+    from .tmpfsbackend import serve_tmpfs as serve_request
+
+    serve_request(request, on_ready)
+
+
 # Backends by CLI name: each mounts request.target, calls on_ready once, and
 # serves until unmounted or SIGTERM/SIGINT, removing its registry record.
 BACKENDS = {
     "fuse": serve_pyfuse3,
+    "fuse-raw": serve_rawfuse,
+    "tmpfs": serve_tmpfs,
 }
 # What --backend auto tries, in order.
-AUTO_ORDER = ["fuse"]
+AUTO_ORDER = ["fuse", "fuse-raw", "tmpfs"]

@@ -77,7 +77,9 @@ class LiveProcessTable:
     """Processes and threads from /proc (psutil for existence checks)."""
 
     def exists(self, tid: int) -> bool:
-        return tid > 0 and psutil.pid_exists(tid) and os.path.exists(f"/proc/{tid}/status")
+        # Any task, thread or leader: psutil.pid_exists is False for a
+        # non-leader thread id, while /proc/TID/task/TID is there for both.
+        return tid > 0 and os.path.exists(f"/proc/{tid}/task/{tid}")
 
     def tgid_of(self, tid: int) -> int | None:
         try:

@@ -42,4 +42,9 @@ def mounts_at(mountpoint: str) -> list[Mount]:
 def mount_namespace_id() -> str:
     import os
 
-    return os.readlink("/proc/self/ns/mnt").strip("mnt:[]")
+    try:
+        return os.readlink("/proc/self/ns/mnt").strip("mnt:[]")
+    except FileNotFoundError:
+        # gVisor (2022) has no /proc/self/ns/mnt: a namespace fakefs made is
+        # named by the token it left in the environment (sysmount).
+        return os.environ.get("FAKEFS_PRIVATE_MNTNS", "sandbox").strip("mnt:[]")

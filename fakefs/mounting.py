@@ -36,7 +36,9 @@ def is_stale(target: str) -> bool:
 
 
 def fakefs_mounted_at(target: str) -> bool:
-    return any(m.fstype in ("fuse.fakefs", "fuse") and m.source == "fakefs" for m in mounts_at(target))
+    # The tmpfs backend's mount is known by its root (gVisor shows no source).
+    return any((m.fstype in ("fuse.fakefs", "fuse") and m.source == "fakefs")
+               or (m.fstype == "tmpfs" and m.root == "/fakefs-tree") for m in mounts_at(target))
 
 
 def check_target(target: str, in_place: bool) -> str:

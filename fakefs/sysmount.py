@@ -7,6 +7,7 @@ import ctypes
 import ctypes.util
 import errno
 import os
+import time
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
 _libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
@@ -49,7 +50,11 @@ def unshare_mount_namespace(make_private: bool = True) -> None:
     _check(_libc.unshare(CLONE_NEWNS), "unshare(CLONE_NEWNS)")
     # Remember (for this process and its children) that fakefs made this
     # namespace: mounting over system paths is then safe.
-    os.environ[PRIVATE_NS_ENV] = os.readlink("/proc/self/ns/mnt")
+    try:
+        os.environ[PRIVATE_NS_ENV] = os.readlink("/proc/self/ns/mnt")
+    except FileNotFoundError:
+        # gVisor has no /proc/self/ns/mnt: a fresh token names this namespace.
+        os.environ[PRIVATE_NS_ENV] = f"anon-{os.getpid()}-{time.monotonic_ns()}"
     if make_private:
         try:
             mount("none", "/", None, MS_REC | MS_PRIVATE)
@@ -67,6 +72,9 @@ def in_private_mount_namespace() -> bool:
     readable and differs. When in doubt, the answer is False (not safe)."""
     try:
         mine = os.readlink("/proc/self/ns/mnt")
+    except FileNotFoundError:
+        # No namespace links (gVisor): only a namespace fakefs made counts.
+        return os.environ.get(PRIVATE_NS_ENV, "").startswith("anon-")
     except OSError:
         return False
     if os.environ.get(PRIVATE_NS_ENV) == mine:

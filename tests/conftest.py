@@ -59,9 +59,11 @@ def mount_fakefs():
     os.chmod(scratch, 0o755)
     tmp_path = __import__("pathlib").Path(scratch)
 
-    def _mount(*args: str, target: str | None = None) -> FakeMount:
+    def _mount(*args: str, target: str | None = None, backend: str | None = None) -> FakeMount:
         path = target or str(tmp_path / f"mnt{len(made)}")
         os.makedirs(path, exist_ok=True)
+        if backend is not None:
+            args = (*args, "--backend", backend)
         res = fakefs("mount", path, *args)
         assert res.returncode == 0, f"fakefs mount failed: {res.stderr}"
         made.append(path)
@@ -77,6 +79,11 @@ def mount_fakefs():
     os.rmdir(scratch)
 
 
-@pytest.fixture
-def cgmount(mount_fakefs) -> FakeMount:
-    return mount_fakefs()
+# The FUSE transports that serve the same FsOps: every real-mount test runs
+# against each (pyfuse3, and the raw /dev/fuse protocol server).
+FUSE_BACKENDS = ["fuse", "fuse-raw"]
+
+
+@pytest.fixture(params=FUSE_BACKENDS)
+def cgmount(mount_fakefs, request) -> FakeMount:
+    return mount_fakefs(backend=request.param)

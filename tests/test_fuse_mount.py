@@ -217,3 +217,25 @@ def test_chmod_chown_like_cgroupfs_delegation(cgmount):
     assert (st.st_uid, st.st_gid) == (65534, 65534)
     assert stat.S_IMODE(os.stat(cgmount.p("cpu", "deleg", "cpu.shares")).st_mode) == 0o664
     os.rmdir(cgmount.p("cpu", "deleg"))
+
+
+def test_tasks_lists_every_thread_and_threads_move_alone(cgmount):
+    code = "import threading, time, os, sys; [threading.Thread(target=time.sleep, args=(30,), daemon=True).start() for _ in range(2)]; print(os.getpid(), flush=True); sys.stdin.read()"
+    child = subprocess.Popen(["python3", "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        pid = int(child.stdout.readline())
+        tids = sorted(int(t) for t in os.listdir(f"/proc/{pid}/task"))
+        assert len(tids) == 3
+        os.mkdir(cgmount.p("systemd", "threads"))
+        os.mkdir(cgmount.p("systemd", "one"))
+        cgmount.write("systemd/threads/cgroup.procs", str(pid))
+        assert sorted(map(int, cgmount.read("systemd", "threads", "tasks").split())) == tids
+        cgmount.write("systemd/one/tasks", str(tids[-1]))  # one thread moves alone (v1 allows it)
+        assert cgmount.read("systemd", "one", "tasks").split() == [str(tids[-1])]
+        assert cgmount.read("systemd", "one", "cgroup.procs").split() == [str(pid)]
+        assert str(tids[-1]) not in cgmount.read("systemd", "threads", "tasks").split()
+    finally:
+        child.kill()
+        child.wait()
+    os.rmdir(cgmount.p("systemd", "threads"))
+    os.rmdir(cgmount.p("systemd", "one"))

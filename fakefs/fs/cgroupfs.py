@@ -14,9 +14,18 @@ from ..model.errors import KernelError
 from ..model.tree import CgroupModel
 from .nodes import Attr, Node
 
+# Caching (see fakefs.fs.ops): every name here is made and removed only
+# through the filesystem's own operations, so the kernel may keep entries;
+# directories, links and control files that are not ``live`` change only by
+# a write/mkdir/rmdir/rename/chmod here, so their attributes may be kept too.
+
 
 class CgroupFsRoot(Node):
     """The mount point: like the tmpfs a systemd host mounts at /sys/fs/cgroup."""
+
+    volatile = False
+    entry_stable = True
+    is_dir = True
 
     def __init__(self, model: CgroupModel):
         self.model = model
@@ -43,6 +52,10 @@ class CgroupFsRoot(Node):
 
 
 class AliasLink(Node):
+    volatile = False
+    entry_stable = True
+    is_dir = False
+
     def __init__(self, name: str, target: str, mtime_ns: int):
         self.key = ("alias", name)
         self.target = target
@@ -56,6 +69,11 @@ class AliasLink(Node):
 
 
 class CgroupDir(Node):
+    volatile = False
+    entry_stable = True
+    # Known from the class: Node.is_dir would stat (a file's stat renders it).
+    is_dir = True
+
     def __init__(self, cgroup: Cgroup, mtime_ns: int):
         self.cgroup = cgroup
         self.key = ("cgroup", cgroup.serial)
@@ -132,11 +150,21 @@ def _apply_attrs(cg: Cgroup, name: str, mode: int | None, uid: int | None, gid: 
 
 
 class ControlNode(Node):
+    entry_stable = True
+    is_dir = False
+
     def __init__(self, cgroup: Cgroup, name: str, mtime_ns: int):
         self.cgroup = cgroup
         self.name = name
         self.key = ("cgfile", cgroup.serial, name)
         self.mtime_ns = mtime_ns
+
+    @property
+    def volatile(self) -> bool:  # type: ignore[override]
+        """Live files (processes, time) change without any operation here."""
+        cg = self.cgroup
+        spec = cg.hierarchy.files(cg).get(self.name)
+        return spec is None or spec.live or cg.removed
 
     def _spec(self):
         cg = self.cgroup
@@ -165,6 +193,10 @@ class ControlNode(Node):
         return spec.render(self.cgroup).encode("latin-1")
 
     def write(self, data: bytes, ctx: WriteContext) -> int:
+        if self.cgroup.removed:
+            # kernfs_fop_write_iter(): a handle whose cgroup was removed is
+            # no longer active (measured: ENODEV).
+            raise KernelError(errno.ENODEV, "cgroup removed")
         self._spec()
         return self.cgroup.hierarchy.write_file(self.cgroup, self.name, data, ctx)
 

@@ -5,6 +5,12 @@ server later) translates its requests into these calls and
 :class:`KernelError` into replies. Inodes are stable per model object; each
 open renders one snapshot that later offsets are served from, and each
 write() is one command, as on kernfs.
+
+Caching: a node whose ``volatile`` is False changes only through these
+operations. :meth:`FsOps.cache_hints` tells a transport what the kernel may
+keep, ``changes`` counts the operations that may have changed something (a
+transport invalidates what it let the kernel cache when it moves), and such
+a node is rendered once per value of ``changes``, not once per open.
 """
 
 from __future__ import annotations
@@ -28,6 +34,9 @@ class Handle:
     snapshot: bytes | None = None
     error: KernelError | None = None
     writable: bool = False
+    inode: int = 0
+    # Where the last read ended (seq_file's read_pos).
+    pos: int = 0
 
 
 class FsOps:
@@ -38,6 +47,30 @@ class FsOps:
         self._next_inode = itertools.count(ROOT_INODE + 1)
         self._handles: dict[int, Handle] = {}
         self._next_fh = itertools.count(1)
+        # Bumped by every operation that may change a node (also when it
+        # fails: a refused command may have done part of its work).
+        self.changes = 0
+        # Renderings of non-volatile nodes, valid while ``changes`` stays.
+        self._renders: dict[int, bytes] = {}
+        self._renders_at = 0
+
+    def _changed(self) -> None:
+        self.changes += 1
+
+    def cache_hints(self, inode: int) -> tuple[bool, bool]:
+        """(entry, attributes): may the kernel keep the name -> inode binding,
+        and this inode's attributes, until told otherwise? Entries of a tree
+        whose names change only through these operations can be kept (the
+        kernel sees every mkdir/rmdir/rename); attributes only of nodes that
+        are not volatile (their content changes only through a write here)."""
+        node = self._inodes.get(inode)
+        if node is None:
+            return False, False
+        try:
+            volatile = node.volatile
+        except KernelError:
+            return False, False
+        return bool(getattr(node, "entry_stable", not volatile)), not volatile
 
     # -- inode table --------------------------------------------------------
     def inode_of(self, node: Node) -> int:
@@ -92,6 +125,7 @@ class FsOps:
     def setattr(self, inode: int, mode: int | None = None, uid: int | None = None, gid: int | None = None,
                 size: int | None = None) -> Attr:
         node = self.node(inode)
+        self._changed()
         if size is not None:
             node.truncate(size)
         if mode is not None or uid is not None or gid is not None:
@@ -100,10 +134,12 @@ class FsOps:
 
     # -- namespace changes ------------------------------------------------------
     def mkdir(self, parent: int, name: str, ctx: WriteContext) -> tuple[int, Attr]:
+        self._changed()
         child = self.node(parent).mkdir(name, ctx)
         return self.inode_of(child), child.attr()
 
     def rmdir(self, parent: int, name: str, ctx: WriteContext) -> None:
+        self._changed()
         self.node(parent).rmdir(name, ctx)
 
     def unlink(self, parent: int, name: str, ctx: WriteContext) -> None:
@@ -111,6 +147,7 @@ class FsOps:
         target = node.lookup(name)
         if target.is_dir:
             raise KernelError(errno.EISDIR, name)
+        self._changed()
         node.unlink(name, ctx)
 
     def create(self, parent: int, name: str, ctx: WriteContext) -> None:
@@ -122,9 +159,11 @@ class FsOps:
                 raise
         else:
             raise KernelError(errno.EEXIST, name)
+        self._changed()
         node.create(name, ctx)
 
     def rename(self, parent: int, name: str, new_parent: int, new_name: str, ctx: WriteContext) -> None:
+        self._changed()
         self.node(parent).rename(name, self.node(new_parent), new_name, ctx)
 
     # -- file I/O ---------------------------------------------------------------
@@ -135,37 +174,59 @@ class FsOps:
         accmode = flags & os.O_ACCMODE
         writing = accmode in (os.O_WRONLY, os.O_RDWR)
         node.check_open(writing, ctx)
-        handle = Handle(node, writable=writing)
+        handle = Handle(node, writable=writing, inode=inode)
         if accmode in (os.O_RDONLY, os.O_RDWR):
             self._take_snapshot(handle)
         fh = next(self._next_fh)
         self._handles[fh] = handle
         return fh
 
-    @staticmethod
-    def _take_snapshot(handle: Handle) -> None:
+    def _take_snapshot(self, handle: Handle) -> None:
         try:
-            handle.snapshot = handle.node.render()
+            handle.snapshot = self._render(handle)
             handle.error = None
         except KernelError as exc:
             handle.snapshot, handle.error = None, exc
 
+    def _render(self, handle: Handle) -> bytes:
+        node = handle.node
+        if node.volatile or not handle.inode:
+            return node.render()
+        if self._renders_at != self.changes:
+            self._renders.clear()
+            self._renders_at = self.changes
+        data = self._renders.get(handle.inode)
+        if data is None:
+            data = self._renders[handle.inode] = node.render()
+        return data
+
     def read(self, fh: int, offset: int, size: int) -> bytes:
         handle = self._handle(fh)
-        if offset == 0 and handle.snapshot is not None and handle.writable:
-            # A read-write handle sees its own writes: re-render from the start.
+        if handle.snapshot is not None and (offset != handle.pos or (offset == 0 and handle.writable)):
+            # seq_file: reading on where the last read ended continues the
+            # snapshot; a read anywhere else (pread(fd, n, 0) of a monitor
+            # that keeps its fd) renders anew, as kernfs does. A read-write
+            # handle also sees its own writes from the start.
             self._take_snapshot(handle)
         if handle.error is not None:
             raise handle.error
         if handle.snapshot is None:
             raise KernelError(errno.EBADF)
-        return handle.snapshot[offset:offset + size]
+        data = handle.snapshot[offset:offset + size]
+        handle.pos = offset + len(data)
+        return data
 
     def write(self, fh: int, offset: int, data: bytes, ctx: WriteContext) -> int:
         handle = self._handle(fh)
         if not handle.writable:
             raise KernelError(errno.EBADF)
+        self._changed()
         return handle.node.write(data, ctx)
+
+    def handle_inode(self, fh: int) -> int:
+        """The inode an open file handle is for (0 when unknown)."""
+        handle = self._handles.get(fh)
+        return handle.inode if handle is not None else 0
 
     def release(self, fh: int) -> None:
         self._handles.pop(fh, None)

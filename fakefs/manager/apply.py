@@ -39,14 +39,22 @@ def _do(step: Step, plan: Plan) -> dict | None:
         mount("cgroup", t, "cgroup", MS_NOSUID | MS_NODEV | MS_NOEXEC, step.options["fstype_options"])
         return {"undo": "umount"}
     if a == "bind":
-        mount(step.source, t, None, MS_BIND | MS_REC)
+        try:
+            mount(step.source, t, None, MS_BIND | MS_REC)
+        except OSError as exc:
+            if exc.errno != errno.EINVAL:
+                raise
+            # gVisor (2022) refuses every recursive bind with EINVAL; a plain
+            # bind is the same here (the sources have no submounts).
+            mount(step.source, t, None, MS_BIND)
         return {"undo": "umount"}
     if a == "start-daemon":
         spec_path = os.path.join(plan.stage, f"{os.path.basename(t)}.spec.json")
         with open(spec_path, "w") as f:
             json.dump(step.options, f)
         request = MountRequest(target=t, tree=step.options["tree"], backend=step.options.get("backend", "auto"),
-                               hierarchies=step.options.get("hierarchies"), extra={"spec": spec_path})
+                               hierarchies=step.options.get("hierarchies"), extra={"spec": spec_path},
+                               subtree_of=step.options.get("subtree_of"))
         start(request)
         rec = registry.load(t)
         return {"undo": "stop-daemon", "pid": rec.pid if rec else 0, "spec": spec_path}

@@ -77,7 +77,14 @@ def can_mount_cgroup(controllers: list[str], name: str | None) -> tuple[bool, st
     except OSError as exc:
         return False, f"mount -t cgroup -o {opts}: {errno.errorcode.get(exc.errno, exc.errno)}"
     else:
+        # gVisor answers "-o name=systemd" with a hierarchy of all its
+        # controllers (and then EBUSY for ever after): only a mount that
+        # shows what was asked for counts.
+        got = next((m.super_options for m in read_mounts() if m.mountpoint == scratch), "")
         umount(scratch, detach=True)
+        missing = [o for o in opts.split(",") if o not in got.split(",")]
+        if missing:
+            return False, f"mount -t cgroup -o {opts} gives a hierarchy of {got}"
         return True, f"mount -t cgroup -o {opts} works here"
     finally:
         os.rmdir(scratch)
@@ -161,7 +168,7 @@ def plan_cgroup(profile: Profile, stage: str, probe=can_mount_cgroup) -> list[St
             steps.append(Step("mkdir", os.path.join(target, dirname), "hierarchy dir"))
             steps.append(Step("bind", os.path.join(target, dirname), "fake hierarchy",
                               source=os.path.join(fake_root, dirname)))
-    for spec in list(dict.fromkeys([d for d, _ in real_new] + [f for f in fake])):
+    for spec in list(dict.fromkeys([o for _, o in real_new] + [f for f in fake])):
         controllers, _ = parse_hierarchy_spec(spec)
         if len(controllers) > 1:
             for alias in controllers:
@@ -244,9 +251,128 @@ def _view_name(root: str) -> str:
     return root.strip("/").replace("/", "_") or "root"
 
 
+# cgroup v1 mount options that are not controllers.
+_V1_MOUNT_OPTIONS = {"rw", "ro", "none", "noprefix", "clone_children", "xattr", "cpuset_v2_mode", "favordynmods"}
+# The cgroup2 mount of a hybrid host: runc and crun create and join a cgroup
+# there too. fakefs serves it as a controller-less hierarchy (cgroup.procs,
+# tasks, mkdir/rmdir), which is all a runtime does with it; its v2-only files
+# (cgroup.controllers, cgroup.subtree_control, ...) are not modelled.
+HYBRID_UNIFIED = "unified"
+
+
+def visible_mounts() -> list:
+    """Mounts a path lookup can reach: mountinfo still lists mounts hidden
+    under a later one (e.g. the hierarchy mounts after a private tmpfs went
+    over /sys/fs/cgroup). A mount is visible when resolving its mount point
+    from the root, taking the last mount made at each step, ends on it."""
+    mounts = read_mounts()
+    ids = {m.mount_id for m in mounts}
+    on: dict[tuple[int, str], int] = {}  # (parent mount, mount point) -> last mount there
+    for m in mounts:
+        on[(m.parent_id, m.mountpoint)] = m.mount_id
+    roots = [m.mount_id for m in mounts if m.parent_id not in ids or m.parent_id == m.mount_id]
+    if not roots:
+        return mounts
+
+    def resolve(path: str) -> int:
+        cur = roots[0]
+        prefixes = ["/"] + ["/" + "/".join(path.strip("/").split("/")[:i + 1])
+                            for i in range(len(path.strip("/").split("/"))) if path.strip("/")]
+        for prefix in prefixes:
+            seen = set()
+            while (cur, prefix) in on and cur not in seen:
+                seen.add(cur)
+                cur = on[(cur, prefix)]
+        return cur
+
+    return [m for m in mounts if resolve(m.mountpoint) == m.mount_id]
+
+
+def subtree_hierarchies(target: str) -> list[tuple[str, str | None, str]]:
+    """(mountpoint, hierarchy spec or None, why) for each authentic cgroup
+    mount directly under target: v1 hierarchies, and the hybrid cgroup2 one."""
+    from ..model.controllers import CONTROLLERS
+
+    found: list[tuple[str, str | None, str]] = []
+    for m in visible_mounts():
+        if os.path.dirname(m.mountpoint) != target:
+            continue
+        if m.fstype == "cgroup2" and os.path.basename(m.mountpoint) == HYBRID_UNIFIED:
+            found.append((m.mountpoint, f"name={HYBRID_UNIFIED}", "hybrid cgroup2 mount"))
+            continue
+        if m.fstype != "cgroup":
+            continue
+        keys, unknown = [], []
+        for opt in m.super_options.split(","):
+            if opt in _V1_MOUNT_OPTIONS or opt.startswith("release_agent="):
+                continue
+            (keys if opt in CONTROLLERS or opt.startswith("name=") else unknown).append(opt)
+        if unknown:
+            found.append((m.mountpoint, None, f"controller {unknown[0]} is not modelled by fakefs"))
+        elif not keys:
+            found.append((m.mountpoint, None, "no controller in its mount options"))
+        else:
+            found.append((m.mountpoint, ",".join(keys), "authentic cgroup v1 hierarchy"))
+    return found
+
+
+def plan_subtree(profile: Profile, stage: str) -> list[Step]:
+    """A fake subtree at <hierarchy>/<subtree> for every authentic hierarchy:
+    consumers still discover the authentic mounts, and what they create below
+    <subtree> lives in fakefs. The mount point is a real child cgroup (made
+    here if missing, and then removed on undo); the fake's top stands for it
+    and starts with its settings."""
+    target, parent = profile.cgroup_target, profile.subtree
+    if not parent:
+        return []
+    if not os.path.isdir(target):
+        return [Step("skip", target, "cgroup target does not exist")]
+    steps: list[Step] = []
+    specs: list[str] = []
+    subtree_of: dict[str, str] = {}
+    binds: list[tuple[str, str]] = []  # (real cgroup dir, model dirname)
+    for mp, spec, why in subtree_hierarchies(target):
+        real = os.path.join(mp, parent)
+        if spec is None:
+            steps.append(Step("skip", real, f"no fake subtree: {why}"))
+            continue
+        controllers, name = parse_hierarchy_spec(spec)
+        dirname = ",".join(controllers) if controllers else name
+        if os.path.lexists(real) and not os.path.isdir(real):
+            steps.append(Step("skip", real, "exists and is not a cgroup directory"))
+            continue
+        if dirname in subtree_of:
+            why = f"same hierarchy as {os.path.dirname(subtree_of[dirname])}"
+        elif os.path.isdir(real):
+            why = "existing real cgroup: the fake covers it, starts with its settings, and leaves it as is"
+        else:
+            why = None
+        if why is None:
+            steps.append(Step("mkdir", real, "throwaway real child cgroup to mount the fake subtree on (removed on undo)"))
+        else:
+            steps.append(Step("keep", real, why))
+        if dirname not in subtree_of:
+            specs.append(spec)
+            subtree_of[dirname] = real
+        binds.append((real, dirname))
+    if not specs:
+        if not steps:
+            steps.append(Step("skip", target, "no authentic cgroup hierarchy mounted here"))
+        return steps
+    fake_root = os.path.join(stage, "subtree")
+    steps.append(Step("mkdir", fake_root, "mount point of the fake subtrees"))
+    steps.append(Step("start-daemon", fake_root, "serve one fake subtree per hierarchy, tops seeded from the real cgroups",
+                      options={"tree": "cgroup", "hierarchies": specs, "subtree_of": subtree_of}))
+    for real, dirname in binds:
+        steps.append(Step("bind", real, f"fake subtree ({dirname}): cgroups made below here live in fakefs",
+                          source=os.path.join(fake_root, dirname)))
+    return steps
+
+
 def make_plan(profile: Profile, stage: str, probe=can_mount_cgroup, backend: str = "auto") -> Plan:
     steps = [Step("mkdir", stage, "staging directory for this profile (private to this namespace's mounts)")]
     steps += plan_cgroup(profile, stage, probe)
+    steps += plan_subtree(profile, stage)
     steps += plan_overlays(profile, stage)
     for step in steps:
         if step.action == "start-daemon":

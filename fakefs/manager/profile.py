@@ -8,9 +8,14 @@ Schema (every key optional)::
     target = "/sys/fs/cgroup"
     hierarchies = ["cpu,cpuacct", "memory", "name=systemd"]
     authentic = "prefer"                 # prefer: mount real cgroupfs where possible; never: all fake
+    subtree = "fakefs"                   # instead of hierarchies: fake <hierarchy>/fakefs below every
+                                         # authentic hierarchy under target (container runtimes)
     [procsys]
     entries = ["kernel/cap_last_cap", "vm/panic_on_oom"]   # must exist afterwards
     writable = ["vm/overcommit_memory"]  # must accept writes (synthetic if the real one is read-only)
+    [limits]                             # fakefs run: limits at the command's own cgroup paths
+    memory = "512M"                      # memory.limit_in_bytes
+    cpus = 1.5                           # cpu.cfs_quota_us / cpu.cfs_period_us
     [files."/dev/kmsg"]
     kind = "devnull"                     # devnull: bind /dev/null; text: synthetic file
     content = "65536\\n"                 # for kind = "text"
@@ -56,12 +61,14 @@ class Profile:
     cgroup_target: str = "/sys/fs/cgroup"
     hierarchies: list[str] = field(default_factory=list)
     authentic: str = "prefer"
+    subtree: str = ""
     procsys_entries: list[str] = field(default_factory=list)
     procsys_writable: list[str] = field(default_factory=list)
     files: dict[str, FileSpec] = field(default_factory=dict)
+    limits: dict[str, str] = field(default_factory=dict)  # KEY -> value as written (manager/limits.py)
 
 
-_TOP_KEYS = {"description", "include", "cgroup", "procsys", "files"}
+_TOP_KEYS = {"description", "include", "cgroup", "procsys", "files", "limits"}
 
 
 def available() -> list[str]:
@@ -92,13 +99,20 @@ def load(name: str, _seen: tuple[str, ...] = ()) -> Profile:
     _read_cgroup(prof, data.get("cgroup", {}), name)
     _read_procsys(prof, data.get("procsys", {}), name)
     _read_files(prof, data.get("files", {}), name)
+    _read_limits(prof, data.get("limits", {}), name)
+    if prof.subtree and prof.hierarchies:
+        # A subtree goes below hierarchies found mounted at planning time;
+        # hierarchies this profile would mount itself are not there yet.
+        raise ProfileError(f"profile {name}: cgroup.subtree cannot be combined with cgroup.hierarchies")
     return prof
 
 
 def _merge(into: Profile, other: Profile) -> None:
-    if other.hierarchies:
+    if other.hierarchies or other.subtree:
         into.cgroup_target = other.cgroup_target
         into.authentic = other.authentic
+    if other.subtree:
+        into.subtree = other.subtree
     for h in other.hierarchies:
         if h not in into.hierarchies:
             into.hierarchies.append(h)
@@ -109,6 +123,7 @@ def _merge(into: Profile, other: Profile) -> None:
         if e not in into.procsys_writable:
             into.procsys_writable.append(e)
     into.files.update(other.files)
+    into.limits.update(other.limits)
 
 
 def _str(value, key: str, name: str) -> str:
@@ -133,7 +148,7 @@ def _check_keys(table, allowed: set[str], where: str, name: str) -> None:
 
 
 def _read_cgroup(prof: Profile, table, name: str) -> None:
-    _check_keys(table, {"target", "hierarchies", "authentic"}, "cgroup", name)
+    _check_keys(table, {"target", "hierarchies", "authentic", "subtree"}, "cgroup", name)
     if not table:
         return
     prof.cgroup_target = _abs(_str(table.get("target", prof.cgroup_target), "cgroup.target", name), name)
@@ -148,6 +163,10 @@ def _read_cgroup(prof: Profile, table, name: str) -> None:
     if authentic not in ("prefer", "never"):
         raise ProfileError(f"profile {name}: cgroup.authentic must be 'prefer' or 'never'")
     prof.authentic = authentic
+    subtree = _str(table.get("subtree", prof.subtree), "cgroup.subtree", name)
+    if subtree and (subtree in (".", "..") or any(c in subtree for c in "/\0\n")):
+        raise ProfileError(f"profile {name}: cgroup.subtree must be one cgroup name (no '/'), not {subtree!r}")
+    prof.subtree = subtree
 
 
 def _entry(path: str, name: str) -> str:
@@ -191,3 +210,13 @@ def _read_files(prof: Profile, table, name: str) -> None:
         if not isinstance(optional, bool):
             raise ProfileError(f"profile {name}: files.{path}.optional must be true or false")
         prof.files[path] = FileSpec(path, kind, _str(spec.get("content", ""), "content", name), mode, optional)
+
+
+def _read_limits(prof: Profile, table, name: str) -> None:
+    from .limits import KNOWN
+
+    _check_keys(table, set(KNOWN), "limits", name)
+    for key, value in table.items():
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+            raise ProfileError(f"profile {name}: limits.{key} must be a string or a number")
+        prof.limits[key] = str(value)

@@ -12,6 +12,7 @@ from ..mounting import CliError
 from ..registry import run_dir
 from ..sysmount import unshare_mount_namespace
 from .apply import apply, undo_all
+from .limits import join, parse_limits, prepare
 from .plan import make_plan
 from .profile import load
 
@@ -20,10 +21,20 @@ def stage_dir(profile: str) -> str:
     return os.path.join(run_dir(), f"stage-{mount_namespace_id()}-{profile}")
 
 
-def run(profile_name: str | None, command: list[str], quiet: bool = True, backend: str = "auto") -> int:
+# The profile --limit implies when none is given: every hierarchy fake.
+LIMITS_PROFILE = "cgroup-v1-fake"
+
+
+def run(profile_name: str | None, command: list[str], quiet: bool = True, backend: str = "auto",
+        limit_specs: list[str] | None = None) -> int:
     if not command:
         raise CliError("fakefs: run needs a command after --")
+    limits = parse_limits(limit_specs or [])  # one-line errors before anything is mounted
+    if limits and not profile_name:
+        profile_name = LIMITS_PROFILE
     profile = load(profile_name) if profile_name else None
+    if profile is not None:
+        limits = {**parse_limits(profile.limits), **limits}
     try:
         # No propagation change is needed for privacy of new mounts in
         # gVisor; unshare_mount_namespace tolerates its refusal.
@@ -35,8 +46,11 @@ def run(profile_name: str | None, command: list[str], quiet: bool = True, backen
             message = apply(make_plan(profile, stage_dir(profile.name), backend=backend))
             if not quiet:
                 print(message)
+        join_files = prepare(limits, profile.cgroup_target) if limits else []
         try:
-            child = subprocess.Popen(command)
+            # The command joins its fake cgroups before exec: from its first
+            # instruction the fake lists it there.
+            child = subprocess.Popen(command, preexec_fn=(lambda: join(join_files)) if join_files else None)
         except OSError as exc:
             raise CliError(f"fakefs: cannot run {command[0]}: {exc.strerror}") from None
         forwarded = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)

@@ -41,6 +41,14 @@ class Cgroup:
 
     @property
     def is_root(self) -> bool:
+        """The kernel's root cgroup: root-only files and rules apply. The top
+        of a fake subtree (``top_is_root=False``) stands for a real child
+        cgroup and follows non-root rules."""
+        return self.parent is None and self.hierarchy.top_is_root
+
+    @property
+    def is_top(self) -> bool:
+        """The mounted directory itself: it cannot be removed or renamed."""
         return self.parent is None
 
     @property
@@ -70,12 +78,16 @@ class Cgroup:
 class Hierarchy:
     """One v1 hierarchy: its controllers, its tree and who is in which cgroup."""
 
-    def __init__(self, model: "CgroupModel", controllers: list[Controller], name: str | None = None):
+    def __init__(self, model: "CgroupModel", controllers: list[Controller], name: str | None = None,
+                 top_is_root: bool = True):
         from .controllers.core import CORE
 
         self.model = model
         self.controllers = controllers
         self.name = name  # the "name=" option, e.g. "systemd"
+        # False: the tree is a subtree mounted below a real cgroup; its top
+        # stands for that (non-root) cgroup. Set before the top is created.
+        self.top_is_root = top_is_root
         self._all = [CORE] + controllers
         # Tables can depend on the machine (hugetlb page sizes, swap accounting).
         tables = [c.files_for(model.host) for c in self._all]
@@ -140,7 +152,7 @@ class Hierarchy:
         return child
 
     def rmdir(self, cg: Cgroup) -> None:
-        if cg.is_root:
+        if cg.is_top:
             raise KernelError(errno.EBUSY, "root cgroup")
         if cg.children or self.tids_in(cg):
             # cgroup_destroy_locked: populated or has children
@@ -152,7 +164,7 @@ class Hierarchy:
 
     def rename(self, cg: Cgroup, new_parent: Cgroup, new_name: str) -> None:
         """cgroup1_rename: only a rename within the same parent is allowed."""
-        if cg.is_root:
+        if cg.is_top:
             raise KernelError(errno.EBUSY, "root cgroup")
         if new_parent is not cg.parent:
             raise KernelError(errno.EIO, "cgroup1 rename across parents")
@@ -246,3 +258,18 @@ class Hierarchy:
             else:
                 self.placed[t] = cg
         self.model.changed()
+        if self.model.on_attach is not None:
+            self.model.on_attach(tids)
+
+    def forked(self, parent_tid: int, child_tid: int) -> bool:
+        """A new process or thread starts in its parent's cgroup
+        (cgroup_post_fork); a stale entry for a reused tid is dropped.
+        Returns whether membership changed."""
+        where = self.placed.get(parent_tid)
+        if where is None or where.removed:
+            return self.placed.pop(child_tid, None) is not None
+        self.placed[child_tid] = where
+        return True
+
+    def exited(self, tid: int) -> bool:
+        return self.placed.pop(tid, None) is not None

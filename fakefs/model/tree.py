@@ -59,11 +59,16 @@ class MountedHierarchy:
 
 class CgroupModel:
     def __init__(self, host: HostFacts | None = None, processes: ProcessTable | None = None,
-                 hierarchies: tuple[str, ...] | list[str] = DEFAULT_HIERARCHIES):
+                 hierarchies: tuple[str, ...] | list[str] = DEFAULT_HIERARCHIES, top_is_root: bool = True):
+        # top_is_root=False: every hierarchy is a subtree mounted below a real
+        # (non-root) cgroup, e.g. for container runtimes (model/subtree.py).
         self.host = host or HostFacts()
         self.processes: ProcessTable = processes if processes is not None else StaticProcessTable()
         self._serials = itertools.count(1)
         self.generation = 0
+        # Called with the tids each attach placed (fakefs/forkwatch.py notes
+        # who they are while they surely exist).
+        self.on_attach = None
         self.mounts: list[MountedHierarchy] = []
         seen: set[str] = set()
         for spec in hierarchies:
@@ -72,7 +77,7 @@ class CgroupModel:
             if dup:
                 raise einval(f"controller {sorted(dup)[0]} in two hierarchies")
             seen.update(names)
-            h = Hierarchy(self, [CONTROLLERS[n] for n in names], hname)
+            h = Hierarchy(self, [CONTROLLERS[n] for n in names], hname, top_is_root=top_is_root)
             dirname = ",".join(names) if names else hname
             aliases = names if len(names) > 1 else []
             self.mounts.append(MountedHierarchy(dirname, h, aliases))
@@ -82,6 +87,15 @@ class CgroupModel:
 
     def changed(self) -> None:
         self.generation += 1
+
+    def forked(self, parent_tid: int, child_tid: int) -> None:
+        """Process events (fakefs/forkwatch.py): fork inherits membership."""
+        if [m.hierarchy.forked(parent_tid, child_tid) for m in self.mounts].count(True):
+            self.changed()
+
+    def exited(self, tid: int) -> None:
+        if [m.hierarchy.exited(tid) for m in self.mounts].count(True):
+            self.changed()
 
     def hierarchy(self, key: str) -> Hierarchy:
         """By directory name, alias or controller name."""

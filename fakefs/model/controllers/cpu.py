@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from ..cftype import ControlFile, Controller, WriteContext
 from ..errors import einval
 from ..kparse import kstrtoll, kstrtoull
+from ..usage import bandwidth_stat, synced
 
 MIN_SHARES, MAX_SHARES = 2, 1 << 18
 IDLE_SHARES = 3  # scale_load_down(WEIGHT_IDLEPRIO)
@@ -176,7 +177,12 @@ def _check_rt(cg, period_us: int, runtime_us: int) -> None:
 
 
 def _read_stat(cg) -> str:
-    return "nr_periods 0\nnr_throttled 0\nthrottled_time 0\nnr_bursts 0\nburst_time 0\n"
+    """cpu_cfs_stat_show (v1). Nothing is throttled for real: with live
+    statistics the counters are what the quota would have counted for the
+    CPU time the group used (model/usage.py); bursts are never counted."""
+    bw = bandwidth_stat(cg)
+    return (f"nr_periods {bw.nr_periods}\nnr_throttled {bw.nr_throttled}\n"
+            f"throttled_time {bw.throttled_ns}\nnr_bursts 0\nburst_time 0\n")
 
 
 CPU.files = (
@@ -187,6 +193,6 @@ CPU.files = (
     ControlFile("cpu.cfs_burst_us", 0o644, lambda cg: f"{_st(cg).burst_us}\n", _write_burst),
     ControlFile("cpu.rt_period_us", 0o644, lambda cg: f"{_st(cg).rt_period_us}\n", _write_rt_period),
     ControlFile("cpu.rt_runtime_us", 0o644, lambda cg: f"{_st(cg).rt_runtime_us}\n", _write_rt_runtime),
-    ControlFile("cpu.stat", 0o444, _read_stat, live=True),
+    ControlFile("cpu.stat", 0o444, synced(_read_stat), live=True),
     ControlFile("cpu.stat.local", 0o444, lambda cg: "throttled_time 0\n", live=True),
 )

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from ..cftype import ControlFile, Controller, WriteContext
 from ..errors import einval
 from ..kparse import kstrtoull
+from ..usage import sync, synced
 
 NSEC_PER_SEC = 1_000_000_000
 
@@ -38,6 +39,29 @@ class CpuTimes:
 @dataclass
 class CpuacctState:
     percpu: list[CpuTimes] = field(default_factory=list)
+    # cgroup->prev_cputime: what cpuacct.stat last showed (utime, stime), ns.
+    prev_cputime: tuple[int, int] = (0, 0)
+
+
+def cputime_adjust(utime: int, stime: int, rtime: int, prev: tuple[int, int]) -> tuple[int, int]:
+    """kernel/sched/cputime.c cputime_adjust(): scale the tick-sampled
+    user/system split so that it adds up to the scheduler runtime, never
+    letting either go backwards. Returns the new (utime, stime) shown."""
+    prev_u, prev_s = prev
+    if prev_u + prev_s >= rtime:
+        return prev
+    if stime == 0:
+        utime = rtime
+    elif utime == 0:
+        stime = rtime
+    else:
+        stime = min(stime * rtime // (stime + utime), rtime)
+    stime = max(stime, prev_s)
+    utime = rtime - stime
+    if utime < prev_u:
+        utime = prev_u
+        stime = rtime - utime
+    return utime, stime
 
 
 def nsec_to_clock_t(ns: int, user_hz: int) -> int:
@@ -71,6 +95,11 @@ class Cpuacct(Controller):
             t.system += system_ns
             node = node.parent
 
+    def can_attach(self, cgroup, tids) -> None:
+        """Never refuses. With live statistics, measure the moving threads
+        now: their time so far stays with the group they leave."""
+        sync(cgroup.hierarchy, moving=tids)
+
     def reset(self, cgroup) -> None:
         """cpuusage_write(0): zero this group's counters; a no-op on the root."""
         if cgroup.is_root:
@@ -78,7 +107,7 @@ class Cpuacct(Controller):
         for t in self.state(cgroup).percpu:
             t.usage = t.user = t.system = 0
 
-    # -- the figures, one function each (live statistics plug in here) ----------
+    # -- the figures, one function each (live statistics: model/usage.py) -------
     def percpu_usage(self, cgroup) -> list[int]:
         return [t.usage for t in self.state(cgroup).percpu]
 
@@ -115,10 +144,15 @@ def _read_all(cg) -> str:
 
 
 def _read_stat(cg) -> str:
-    """cpuacct_stats_show: cpustat sums converted to USER_HZ ticks."""
+    """cpuacct_stats_show: the cpustat sums, scaled by cputime_adjust() to
+    add up to the runtime (measured: the real root's user + system equals
+    cpuacct.usage, not usage_user + usage_sys), in USER_HZ ticks."""
     hz = cg.hierarchy.model.host.user_hz
-    return (f"user {nsec_to_clock_t(CPUACCT.usage_user(cg), hz)}\n"
-            f"system {nsec_to_clock_t(CPUACCT.usage_sys(cg), hz)}\n")
+    st = CPUACCT.state(cg)
+    st.prev_cputime = cputime_adjust(CPUACCT.usage_user(cg), CPUACCT.usage_sys(cg), CPUACCT.usage(cg),
+                                     st.prev_cputime)
+    utime, stime = st.prev_cputime
+    return f"user {nsec_to_clock_t(utime, hz)}\nsystem {nsec_to_clock_t(stime, hz)}\n"
 
 
 def _write_usage(cg, text: str, ctx: WriteContext) -> None:
@@ -129,14 +163,15 @@ def _write_usage(cg, text: str, ctx: WriteContext) -> None:
 
 
 CPUACCT.files = (
-    ControlFile("cpuacct.usage", 0o644, lambda cg: f"{CPUACCT.usage(cg)}\n", _write_usage, live=True),
-    ControlFile("cpuacct.usage_user", 0o444, lambda cg: f"{CPUACCT.usage_user(cg)}\n", live=True),
-    ControlFile("cpuacct.usage_sys", 0o444, lambda cg: f"{CPUACCT.usage_sys(cg)}\n", live=True),
-    ControlFile("cpuacct.usage_percpu", 0o444, lambda cg: _percpu_line(CPUACCT.percpu_usage(cg)), live=True),
-    ControlFile("cpuacct.usage_percpu_user", 0o444, lambda cg: _percpu_line(CPUACCT.percpu_user(cg)),
+    ControlFile("cpuacct.usage", 0o644, synced(lambda cg: f"{CPUACCT.usage(cg)}\n"), _write_usage, live=True),
+    ControlFile("cpuacct.usage_user", 0o444, synced(lambda cg: f"{CPUACCT.usage_user(cg)}\n"), live=True),
+    ControlFile("cpuacct.usage_sys", 0o444, synced(lambda cg: f"{CPUACCT.usage_sys(cg)}\n"), live=True),
+    ControlFile("cpuacct.usage_percpu", 0o444, synced(lambda cg: _percpu_line(CPUACCT.percpu_usage(cg))),
                 live=True),
-    ControlFile("cpuacct.usage_percpu_sys", 0o444, lambda cg: _percpu_line(CPUACCT.percpu_system(cg)),
+    ControlFile("cpuacct.usage_percpu_user", 0o444, synced(lambda cg: _percpu_line(CPUACCT.percpu_user(cg))),
                 live=True),
-    ControlFile("cpuacct.usage_all", 0o444, _read_all, live=True),
-    ControlFile("cpuacct.stat", 0o444, _read_stat, live=True),
+    ControlFile("cpuacct.usage_percpu_sys", 0o444, synced(lambda cg: _percpu_line(CPUACCT.percpu_system(cg))),
+                live=True),
+    ControlFile("cpuacct.usage_all", 0o444, synced(_read_all), live=True),
+    ControlFile("cpuacct.stat", 0o444, synced(_read_stat), live=True),
 )

@@ -107,7 +107,8 @@ class Cpuset(Controller):
         if cg.hierarchy.subtree_tids(cg):
             if (cur.cpus and not trial.cpus) or (cur.mems and not trial.mems):
                 raise KernelError(errno.ENOSPC, "populated cpuset would be empty")
-        for sib in cg.parent.children.values():
+        # The top of a fake subtree (top_is_root=False) has no modelled siblings.
+        for sib in cg.parent.children.values() if cg.parent is not None else ():
             if sib is cg:
                 continue
             s = self.state(sib)

@@ -31,9 +31,9 @@ Usage model: every cgroup holds the pages charged *directly* to it (zero for a
 new cgroup); a counter's usage is that figure summed over the subtree, as the
 kernel's hierarchical page_counter is. Nothing in the model is reclaimable, so
 lowering a limit below the usage is always EBUSY and force_empty frees nothing.
-The root's usage is the same subtree sum; deriving it from the host's real
-memory figures is left to the live-statistics work (plug in at
-:func:`charged_pages` / :func:`stat_local`).
+Live figures (``fakefs.model.usage``) add, per cgroup, what its real
+member processes hold (``live_pages``/``live_stats``, replaced at every
+sync) to the stored charges; on the root they are the machine's.
 
 ``memory.shown_ram_in_bytes`` exists on this VM's children but is not an
 upstream file (a vendor patch), so the model leaves it out.
@@ -47,6 +47,7 @@ from dataclasses import dataclass, field
 from ..cftype import ControlFile, Controller, WriteContext
 from ..errors import KernelError, einval
 from ..kparse import S64_MAX, kernel_strstrip, kstrtoull, memparse
+from ..usage import synced
 
 MAX_SWAPPINESS = 200  # include/linux/swap.h, measured: 200 ok, 201 EINVAL
 DEFAULT_VM_SWAPPINESS = 60  # mm/vmscan.c vm_swappiness
@@ -113,6 +114,10 @@ class MemoryState:
     charged: dict[str, int] = field(default_factory=lambda: {"memory": 0, "swap": 0, "kmem": 0, "tcp": 0})
     # Local memory.stat figures, already in the unit the file prints.
     stats: dict[str, int] = field(default_factory=dict)
+    # What the real member processes hold now (model/usage.py): pages per
+    # kind ("memory", "swap") and memory.stat gauges in bytes.
+    live_pages: dict[str, int] = field(default_factory=dict)
+    live_stats: dict[str, int] = field(default_factory=dict)
     # cgroup.event_control registrations accepted: (efd, cfd, args).
     event_registrations: list[tuple[int, int, str]] = field(default_factory=list)
 
@@ -170,7 +175,7 @@ def charged_pages(cg, counter: str) -> int:
     """page_counter_read(): pages charged to ``cg`` and its descendants.
     memsw counts memory plus swap (v1 charges both together)."""
     kinds = {MEM: ("memory",), MEMSW: ("memory", "swap"), KMEM: ("kmem",), TCP: ("tcp",)}[counter]
-    return sum(_st(node).charged[k] for node in _subtree(cg) for k in kinds)
+    return sum(_st(node).charged[k] + _st(node).live_pages.get(k, 0) for node in _subtree(cg) for k in kinds)
 
 
 def usage_bytes(cg, counter: str) -> int:
@@ -190,7 +195,8 @@ def failcnt(cg, counter: str) -> int:
 
 def stat_local(cg, key: str) -> int:
     """memcg_page_state_local_output / memcg_events_local."""
-    return _st(cg).stats.get(key, 0)
+    st = _st(cg)
+    return st.stats.get(key, 0) + st.live_stats.get(key, 0)
 
 
 def stat_total(cg, key: str) -> int:
@@ -223,6 +229,24 @@ def charge(cg, kind: str, nr_pages: int) -> None:
 def _subtree_up(cg):
     yield cg
     yield from cg.ancestors()
+
+
+def set_live(cg, stats: dict[str, int], page_size: int, usage_bytes: int | None = None) -> None:
+    """Replace what ``cg``'s real members hold (model/usage.py): memory.stat
+    gauges in bytes; the memory counter is rss + cache unless given."""
+    st = _st(cg)
+    st.live_stats = dict(stats)
+    used = stats.get("rss", 0) + stats.get("cache", 0) if usage_bytes is None else usage_bytes
+    st.live_pages = {"memory": used // page_size, "swap": stats.get("swap", 0) // page_size}
+
+
+def raise_watermarks(top) -> None:
+    """After a sync: every watermark follows its counter's new usage, as
+    page_counter_charge() raises it while charging."""
+    for node in _subtree(top):
+        for counter in (MEM, MEMSW):
+            c = _st(node).counters[counter]
+            c.watermark = max(c.watermark, charged_pages(node, counter))
 
 
 # -- limits -------------------------------------------------------------------
@@ -292,8 +316,9 @@ def _reset_failcnt(counter: str):
 
 def _counter_files(prefix: str, counter: str) -> tuple[ControlFile, ...]:
     return (
-        ControlFile(f"{prefix}usage_in_bytes", 0o444, lambda cg: f"{usage_bytes(cg, counter)}\n", live=True),
-        ControlFile(f"{prefix}max_usage_in_bytes", 0o644, lambda cg: f"{max_usage_bytes(cg, counter)}\n",
+        ControlFile(f"{prefix}usage_in_bytes", 0o444, synced(lambda cg: f"{usage_bytes(cg, counter)}\n"),
+                    live=True),
+        ControlFile(f"{prefix}max_usage_in_bytes", 0o644, synced(lambda cg: f"{max_usage_bytes(cg, counter)}\n"),
                     _reset_watermark(counter), live=True),
         ControlFile(f"{prefix}limit_in_bytes", 0o644, _limit_reader(counter), _limit_writer(counter)),
         ControlFile(f"{prefix}failcnt", 0o644, lambda cg: f"{failcnt(cg, counter)}\n", _reset_failcnt(counter),
@@ -466,7 +491,7 @@ MEMORY.files = _with_c_strings((
     *_counter_files("memory.", MEM),
     ControlFile("memory.soft_limit_in_bytes", 0o644,
                 lambda cg: f"{_st(cg).soft_limit * _page_size(cg)}\n", _write_soft_limit),
-    ControlFile("memory.stat", 0o444, _read_stat, live=True),
+    ControlFile("memory.stat", 0o444, synced(_read_stat), live=True),
     ControlFile("memory.force_empty", 0o200, None, _write_force_empty),
     ControlFile("memory.use_hierarchy", 0o644, lambda cg: "1\n", _write_use_hierarchy),
     # CFTYPE_WORLD_WRITABLE in older kernels; this one shows 0200.
@@ -475,7 +500,7 @@ MEMORY.files = _with_c_strings((
     ControlFile("memory.move_charge_at_immigrate", 0o644, lambda cg: "0\n", _write_move_charge),
     ControlFile("memory.oom_control", 0o644, _read_oom_control, _write_oom_control, live=True),
     ControlFile("memory.pressure_level", 0o444, _read_pressure_level, None),
-    ControlFile("memory.numa_stat", 0o444, _read_numa_stat, live=True),
+    ControlFile("memory.numa_stat", 0o444, synced(_read_numa_stat), live=True),
     *_counter_files("memory.kmem.", KMEM),
     # mem_cgroup_slab_show prints nothing (deprecated).
     ControlFile("memory.kmem.slabinfo", 0o444, lambda cg: "", None),

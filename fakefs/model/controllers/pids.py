@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from ..cftype import ControlFile, Controller, Placement, WriteContext
 from ..errors import KernelError, einval
 from ..kparse import kstrtoll
+from ..usage import live_task_count
 from .cpuset import kstrstrip
 
 
@@ -50,7 +51,12 @@ class Pids(Controller):
         return cgroup.hierarchy.model.host.pid_max_limit + 1  # PIDS_MAX
 
     def current(self, cgroup) -> int:
-        """The hierarchical counter: every task of the group and below."""
+        """The hierarchical counter: every task of the group and below
+        (through the live statistics source when there is one: threads
+        included, read through its cache)."""
+        live = live_task_count(cgroup)
+        if live is not None:
+            return live
         return len(cgroup.hierarchy.subtree_tids(cgroup))
 
     def peak(self, cgroup) -> int:

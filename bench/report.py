@@ -1,0 +1,99 @@
+"""The machine a run came from, and the results as a Markdown table."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+
+TARGET_NAMES = {"fakefs": "fakefs", "lxcfs": "lxcfs", "kernel": "kernel cgroupfs", "tmpfs": "tmpfs"}
+
+
+def machine_info(lxcfs_version: str) -> dict:
+    cpu = "unknown"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    mem_kib = 0
+    try:
+        with open("/proc/meminfo") as f:
+            mem_kib = int(f.readline().split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        import pyfuse3
+
+        pyfuse3_version = pyfuse3.__version__
+    except Exception:  # noqa: BLE001 - only informative
+        pyfuse3_version = "unavailable"
+    return {
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "cpu": cpu,
+        "cpus": os.cpu_count(),
+        "memory_gib": round(mem_kib / (1 << 20), 1),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "pyfuse3": pyfuse3_version,
+        "lxcfs": lxcfs_version,
+    }
+
+
+def _num(v: float | None, unit: str) -> str:
+    if v is None:
+        return "–"
+    if unit == "s":
+        return f"{v:.3f}"
+    if unit in ("µs",):
+        return f"{v:.0f}" if v >= 100 else f"{v:.1f}"
+    if unit == "MB":
+        return f"{v:.1f}"
+    return f"{v:,.0f}"
+
+
+def _cell(s: dict | None, unit: str) -> str:
+    if not s:
+        return "–"
+    if s["n"] == 1 or s["min"] == s["max"]:
+        return _num(s["median"], unit)
+    return f"{_num(s['median'], unit)} ({_num(s['min'], unit)}–{_num(s['max'], unit)})"
+
+
+def _ratio(r: float | None) -> str:
+    return "–" if r is None else f"{r:.2f}"
+
+
+def table(results: dict) -> str:
+    m = results["machine"]
+    st = results["settings"]
+    lines = [
+        f"Machine: {m['cpu']}, {m['cpus']} CPUs, {m['memory_gib']} GiB, Linux {m['kernel']}; "
+        f"Python {m['python']}, pyfuse3 {m['pyfuse3']}, lxcfs {m['lxcfs']}; {m['date']}; "
+        f"load average {m.get('load_average', '?')}.",
+        f"Each figure: median (min–max) of {st['reps']} repetitions of {st['duration_s']:g} s; ratios are of "
+        "medians (for ops/s higher is better, for µs, s and MB lower is better).",
+        "",
+        "| measure | unit | fakefs | lxcfs | kernel cgroupfs | tmpfs | fakefs/lxcfs | fakefs/kernel |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for row in results["rows"]:
+        v = row["values"]
+        lines.append(
+            f"| {row['title']} | {row['unit']} | {_cell(v.get('fakefs'), row['unit'])} | "
+            f"{_cell(v.get('lxcfs'), row['unit'])} | {_cell(v.get('kernel'), row['unit'])} | "
+            f"{_cell(v.get('tmpfs'), row['unit'])} | {_ratio(row['ratios'].get('lxcfs'))} | "
+            f"{_ratio(row['ratios'].get('kernel'))} |")
+    if results.get("goals"):
+        lines += ["", "| goal | measured | met |", "|---|---|---|"]
+        for g in results["goals"]:
+            met = "–" if g["met"] is None else ("yes" if g["met"] else "**no**")
+            lines.append(f"| {g['goal']} | {g['measured']} | {met} |")
+    if results.get("checks"):
+        lines += [""] + [f"- {c['check']}: {'yes' if c['ok'] else '**no**'}" for c in results["checks"]]
+    if results.get("notes"):
+        lines += [""] + [f"- note: {n}" for n in results["notes"]]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,213 @@
+"""Live figures for the model's statistics (``fakefs.model.usage``), read
+from /proc, with a short cache so that a burst of reads (``cat`` of every
+file in a cgroup, cAdvisor's housekeeping, a ``watch``) costs one scan.
+
+The cache window is ``DEFAULT_WINDOW_S`` (150 ms): figures are at most that
+old, and a thread, process or machine file is read at most once per window.
+
+Per thread (``/proc/<tid>/...``, tids are reachable there even when they are
+not listed): ``schedstat`` gives the scheduler runtime in nanoseconds (what
+cpuacct.usage counts); ``stat`` gives utime/stime (clock ticks), the CPU it
+last ran on, its start time and, via ``status``, its thread group. Per process: ``status``
+(RssAnon, RssFile, RssShmem, VmSwap) and ``stat`` (minflt, majflt).
+Machine: ``/proc/stat`` (per-CPU times), ``/proc/meminfo``, ``/proc/vmstat``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Iterable, Mapping
+
+from .model.usage import MachineCpu, ProcessMemory, ThreadCpu
+
+DEFAULT_WINDOW_S = 0.15
+NSEC_PER_SEC = 1_000_000_000
+
+
+def _read(path: str) -> str | None:
+    try:
+        with open(path) as f:
+            return f.read()
+    except (OSError, ValueError):
+        return None
+
+
+def _stat_fields(text: str) -> list[str]:
+    """Fields of /proc/<pid>/stat after the command name (which may hold
+    spaces and parentheses): index 0 is the state (field 3)."""
+    return text[text.rindex(")") + 2:].split()
+
+
+def _status_kb(text: str, keys: tuple[str, ...]) -> dict[str, int]:
+    out = {}
+    for line in text.splitlines():
+        name, _, rest = line.partition(":")
+        if name in keys:
+            parts = rest.split()
+            out[name] = int(parts[0]) * (1024 if parts[1:] == ["kB"] else 1)
+    return out
+
+
+class LiveStats:
+    def __init__(self, window_s: float = DEFAULT_WINDOW_S, proc: str = "/proc"):
+        self.window_ns = int(window_s * NSEC_PER_SEC)
+        self.proc = proc
+        self.tick_ns = NSEC_PER_SEC // os.sysconf("SC_CLK_TCK")
+        self._threads: dict[int, tuple[int, ThreadCpu | None]] = {}  # tid -> (read at, figures)
+        self._processes: dict[int, tuple[int, ProcessMemory | None]] = {}
+        self._tgid: dict[tuple[int, int], int] = {}  # (tid, start) -> tgid: a reused tid is another thread
+        self._machine_cpu: tuple[int, MachineCpu | None] | None = None
+        self._machine_memory: tuple[int, dict[str, int] | None] | None = None
+        self.scans = 0  # files read, for the benchmark and tests
+
+    # -- the clock ---------------------------------------------------------------
+    def now_ns(self) -> int:
+        # The clock of /proc/<pid>/stat's starttime (ticks since boot).
+        return time.clock_gettime_ns(time.CLOCK_BOOTTIME)
+
+    def _fresh(self, read_at: int, now: int) -> bool:
+        return now - read_at < self.window_ns
+
+    # -- threads ------------------------------------------------------------------
+    def threads(self, tids: Iterable[int]) -> Mapping[int, ThreadCpu]:
+        now = self.now_ns()
+        out: dict[int, ThreadCpu] = {}
+        for tid in tids:
+            cached = self._threads.get(tid)
+            if cached is None or not self._fresh(cached[0], now):
+                cached = (now, self._read_thread(tid))
+                self._threads[tid] = cached
+            if cached[1] is not None:
+                out[tid] = cached[1]
+        self._forget(self._threads, now)
+        return out
+
+    def _read_thread(self, tid: int) -> ThreadCpu | None:
+        stat = _read(f"{self.proc}/{tid}/stat")
+        if stat is None:
+            return None
+        self.scans += 1
+        try:
+            f = _stat_fields(stat)
+            utime, stime, start, cpu = int(f[11]), int(f[12]), int(f[19]), int(f[36])
+        except (ValueError, IndexError):
+            return None
+        user, system = utime * self.tick_ns, stime * self.tick_ns
+        sched = _read(f"{self.proc}/{tid}/schedstat")
+        try:
+            runtime = int(sched.split()[0]) if sched else user + system
+        except (ValueError, IndexError):
+            runtime = user + system
+        tgid = self._tgid.get((tid, start))
+        if tgid is None:
+            status = _read(f"{self.proc}/{tid}/status") or ""
+            tgid = next((int(line.split()[1]) for line in status.splitlines() if line.startswith("Tgid:")), tid)
+            if len(self._tgid) > 65536:
+                self._tgid.clear()
+            self._tgid[(tid, start)] = tgid
+        return ThreadCpu(tgid, runtime, user, system, cpu, start * self.tick_ns)
+
+    # -- processes -----------------------------------------------------------------
+    def processes(self, tgids: Iterable[int]) -> Mapping[int, ProcessMemory]:
+        now = self.now_ns()
+        out: dict[int, ProcessMemory] = {}
+        for tgid in tgids:
+            cached = self._processes.get(tgid)
+            if cached is None or not self._fresh(cached[0], now):
+                cached = (now, self._read_process(tgid))
+                self._processes[tgid] = cached
+            if cached[1] is not None:
+                out[tgid] = cached[1]
+        self._forget(self._processes, now)
+        return out
+
+    def _read_process(self, tgid: int) -> ProcessMemory | None:
+        status = _read(f"{self.proc}/{tgid}/status")
+        stat = _read(f"{self.proc}/{tgid}/stat")
+        if status is None or stat is None:
+            return None
+        self.scans += 1
+        kb = _status_kb(status, ("RssAnon", "RssFile", "RssShmem", "VmSwap"))
+        try:
+            f = _stat_fields(stat)
+            minflt, majflt = int(f[7]), int(f[9])
+        except (ValueError, IndexError):
+            minflt = majflt = 0
+        # Kernel threads have no mm: no Rss lines, nothing charged.
+        return ProcessMemory(kb.get("RssAnon", 0), kb.get("RssFile", 0), kb.get("RssShmem", 0),
+                             kb.get("VmSwap", 0), minflt, majflt)
+
+    def _forget(self, cache: dict, now: int) -> None:
+        """Drop entries nobody asked about for a while (exited, moved out)."""
+        if len(cache) > 64:
+            stale = [k for k, (at, _) in cache.items() if now - at > 10 * self.window_ns]
+            for k in stale:
+                del cache[k]
+
+    # -- the machine ------------------------------------------------------------------
+    def machine_cpu(self) -> MachineCpu | None:
+        now = self.now_ns()
+        if self._machine_cpu is None or not self._fresh(self._machine_cpu[0], now):
+            self._machine_cpu = (now, self._read_machine_cpu())
+        return self._machine_cpu[1]
+
+    def _read_machine_cpu(self) -> MachineCpu | None:
+        text = _read(f"{self.proc}/stat")
+        if text is None:
+            return None
+        self.scans += 1
+        per: dict[int, tuple[int, int]] = {}
+        for line in text.splitlines():
+            if not line.startswith("cpu") or line.startswith("cpu "):
+                continue
+            name, *vals = line.split()
+            # user nice system idle iowait irq softirq ...
+            v = [int(x) for x in vals[:7]] + [0] * max(0, 7 - len(vals))
+            per[int(name[3:])] = ((v[0] + v[1]) * self.tick_ns, (v[2] + v[5] + v[6]) * self.tick_ns)
+        if not per:
+            return None
+        n = max(per) + 1
+        return MachineCpu(tuple(per.get(i, (0, 0))[0] for i in range(n)),
+                          tuple(per.get(i, (0, 0))[1] for i in range(n)))
+
+    def machine_memory(self) -> Mapping[str, int] | None:
+        now = self.now_ns()
+        if self._machine_memory is None or not self._fresh(self._machine_memory[0], now):
+            self._machine_memory = (now, self._read_machine_memory())
+        return self._machine_memory[1]
+
+    def _read_machine_memory(self) -> dict[str, int] | None:
+        text = _read(f"{self.proc}/meminfo")
+        if text is None:
+            return None
+        self.scans += 1
+        m = _status_kb(text, ("Buffers", "Cached", "SwapCached", "AnonPages", "AnonHugePages", "Shmem",
+                              "Mapped", "Dirty", "Writeback", "SwapTotal", "SwapFree", "Active(anon)",
+                              "Inactive(anon)", "Active(file)", "Inactive(file)", "Unevictable"))
+        # NR_FILE_PAGES is Buffers + Cached + SwapCached in /proc/meminfo's
+        # terms; mem_cgroup_usage(root) = NR_FILE_PAGES + NR_ANON_MAPPED.
+        file_pages = m.get("Buffers", 0) + m.get("Cached", 0) + m.get("SwapCached", 0)
+        out = {
+            "usage": file_pages + m.get("AnonPages", 0),
+            "cache": file_pages,
+            "rss": m.get("AnonPages", 0),
+            "rss_huge": m.get("AnonHugePages", 0),
+            "shmem": m.get("Shmem", 0),
+            "mapped_file": m.get("Mapped", 0),
+            "dirty": m.get("Dirty", 0),
+            "writeback": m.get("Writeback", 0),
+            "swap": max(0, m.get("SwapTotal", 0) - m.get("SwapFree", 0)),
+            "swapcached": m.get("SwapCached", 0),
+            "inactive_anon": m.get("Inactive(anon)", 0),
+            "active_anon": m.get("Active(anon)", 0),
+            "inactive_file": m.get("Inactive(file)", 0),
+            "active_file": m.get("Active(file)", 0),
+            "unevictable": m.get("Unevictable", 0),
+        }
+        vm = _read(f"{self.proc}/vmstat") or ""
+        for line in vm.splitlines():
+            key, _, value = line.partition(" ")
+            if key in ("pgfault", "pgmajfault"):
+                out[key] = int(value)
+        return out

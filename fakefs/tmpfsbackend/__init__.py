@@ -1,0 +1,292 @@
+"""The tmpfs fallback: the same node tree the FUSE backends serve, rendered
+as plain files into a tmpfs, for sandboxes that refuse FUSE.
+
+How it works: a private tmpfs is mounted in a scratch directory, the tree is
+rendered into its ``fakefs-tree`` subdirectory (next to a ``work`` directory
+consumers never see), ``fakefs-tree`` is bind-mounted at the target and the
+scratch mount is detached (the daemon keeps it through directory fds). A
+trio loop then watches every directory with inotify:
+
+* a new directory in a cgroup gets its control files (the model's mkdir:
+  inherited values, every controller's files), a directory made inside a
+  tree that refuses mkdir (a /proc/sys view) is removed again;
+* a directory removed on disk is removed from the model; if the model
+  refuses (EBUSY: tasks or children) it comes back;
+* a file closed after writing is handed to the model as write()s (one per
+  line for ``cgroup.procs``, ``tasks``, ``devices.allow``/``deny``); when the
+  model takes it, every file whose value changed is rewritten (the written
+  file shows the model's value, e.g. ``1G`` reads back as ``1073741824``,
+  ``tasks`` lists the whole thread group after ``cgroup.procs``); when the
+  model refuses it, the consumer's text stays in the file and the daemon log
+  says why;
+* every second (longer when rendering them takes more than a quarter of
+  the time), live values (``tasks``, ``cgroup.procs``, ``pids.current``,
+  usage counters) are re-rendered, so exited processes disappear.
+
+Updates are atomic (rename over the file): readers see old or new content.
+
+What plain files cannot do (use a FUSE backend where one works):
+
+* No validation at write time and no errnos: every write() succeeds, the
+  model judges it afterwards. ``echo 0 > cgroup.procs`` ("the writer") cannot
+  work: inotify does not say who wrote.
+* ``rmdir(2)`` of a cgroup directory fails with ENOTEMPTY (its control files
+  are real files); remove it recursively (``rm -r``, ``shutil.rmtree``) and
+  the model follows. runc's ``RemovePath`` only rmdirs, so it fails here.
+* Creating or unlinking files in a cgroup directory succeeds (cgroupfs gives
+  EACCES / EPERM); a deleted control file stays gone until the cgroup is
+  re-created.
+* The race between mkdir and the first write: until the watcher has filled a
+  new directory (milliseconds), opening a control file there gives ENOENT, or
+  with O_CREAT makes a plain file, which the watcher then takes as the first
+  write.
+* A write without O_TRUNC overwrites only the start of the old text, and a
+  file kept open across several writes is seen only when it is closed.
+* Real /proc/sys entries in an overlay view are copies of their values at
+  mount time (snapshots); a write to one is passed on to the real entry.
+* mountinfo shows fstype ``tmpfs``: like the FUSE backends, not discovered
+  as cgroupfs by runc, kubelet or cAdvisor.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import tempfile
+import time
+
+from .. import registry
+from ..daemon import MountError, MountRequest, _report, build_root, register_mount
+from ..mountinfo import read_mounts
+from ..sysmount import MS_BIND, MS_NODEV, MS_NOSUID, mount, umount
+from .mirror import Mirror
+
+TREE_DIR = "fakefs-tree"
+WORK_DIR = "work"
+REFRESH_INTERVAL = 1.0
+
+
+def is_tmpfs_backend_mount(fstype: str, root: str) -> bool:
+    """How a tmpfs-backend mount looks in mountinfo (gVisor shows every tmpfs
+    source as ``none``, so the source cannot tell)."""
+    return fstype == "tmpfs" and root == f"/{TREE_DIR}"
+
+
+def _still_mounted(target: str) -> bool:
+    try:
+        return any(m.mountpoint == target and is_tmpfs_backend_mount(m.fstype, m.root) for m in read_mounts())
+    except OSError:
+        return False
+
+
+def _log(message: str) -> None:
+    print(f"fakefs-tmpfs: {message}", flush=True)
+
+
+def serve_tmpfs(request: MountRequest, on_ready=None) -> None:
+    try:
+        import trio
+    except ImportError as exc:  # pragma: no cover - depends on the machine
+        _report(on_ready, f"trio is not usable here: {exc}")
+        raise MountError(str(exc)) from None
+    from .inotify import Inotify
+
+    try:
+        root = build_root(request)
+    except MountError as exc:
+        _report(on_ready, str(exc))
+        raise
+
+    scratch_parent = registry.run_dir()
+    os.makedirs(scratch_parent, mode=0o700, exist_ok=True)
+    scratch = tempfile.mkdtemp(prefix="tmpfs-", dir=scratch_parent)
+    try:
+        mount("fakefs", scratch, "tmpfs", MS_NOSUID | MS_NODEV, "mode=700")
+    except OSError as exc:
+        os.rmdir(scratch)
+        msg = f"tmpfs mount refused: {exc.strerror}"
+        _report(on_ready, msg)
+        raise MountError(msg) from None
+
+    top_fd = tree_fd = work_fd = -1
+    ino = None
+    mounted = False
+    record = None
+    try:
+        try:
+            top_fd = os.open(scratch, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            os.mkdir(TREE_DIR, 0o755, dir_fd=top_fd)
+            os.mkdir(WORK_DIR, 0o700, dir_fd=top_fd)
+            tree_fd = os.open(TREE_DIR, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=top_fd)
+            work_fd = os.open(WORK_DIR, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=top_fd)
+            mirror = Mirror(root, tree_fd, work_fd, _log)
+            mirror.render_all()
+            mount(os.path.join(scratch, TREE_DIR), request.target, None, MS_BIND)
+            mounted = True
+        except OSError as exc:
+            msg = f"tmpfs tree at {request.target}: {exc.strerror or exc}"
+            _report(on_ready, msg)
+            raise MountError(msg) from None
+        finally:
+            # The daemon keeps the tmpfs through its fds; nobody else needs
+            # the scratch mount.
+            try:
+                umount(scratch, detach=True)
+                os.rmdir(scratch)
+            except OSError as exc:
+                _log(f"scratch mount {scratch}: {exc.strerror}")
+
+        try:
+            ino = Inotify()
+            watcher = _Watcher(ino, mirror, request.target)
+        except OSError as exc:
+            msg = f"inotify on {request.target}: {exc.strerror or exc}"
+            _report(on_ready, msg)
+            raise MountError(msg) from None
+
+        record = register_mount(request, "tmpfs")
+        _report(on_ready, None)
+        trio.run(watcher.run)
+    finally:
+        if mounted and _still_mounted(request.target):
+            try:
+                umount(request.target, detach=True)
+            except OSError:
+                pass
+        if ino is not None:
+            ino.close()
+        for fd in (tree_fd, work_fd, top_fd):
+            if fd >= 0:
+                os.close(fd)
+        if record is not None:
+            registry.remove(request.target, record.mntns)
+
+
+class _Watcher:
+    """inotify events -> Mirror actions, in a trio loop."""
+
+    def __init__(self, ino, mirror: Mirror, target: str):
+        from . import inotify as I
+
+        self.I = I
+        self.ino = ino
+        self.mirror = mirror
+        self.target = target
+        self.mask = (I.IN_CREATE | I.IN_DELETE | I.IN_CLOSE_WRITE | I.IN_MOVED_FROM | I.IN_MOVED_TO
+                     | I.IN_ONLYDIR | I.IN_DONT_FOLLOW)
+        self.by_wd: dict[int, str] = {}
+        self.by_rel: dict[str, int] = {}
+        mirror.on_new_dir = self.watch
+        mirror.on_gone_dir = self.unwatch
+        mirror.on_moved_dir = self.moved
+        for rel in list(mirror.dirs):
+            self.watch(rel)
+
+    def watch(self, rel: str) -> None:
+        if rel in self.by_rel:
+            return
+        try:
+            wd = self.ino.add_watch(os.path.join(self.target, rel) if rel else self.target, self.mask)
+        except OSError as exc:
+            _log(f"cannot watch {rel or '/'}: {exc.strerror}")
+            return
+        self.by_wd[wd] = rel
+        self.by_rel[rel] = wd
+
+    def unwatch(self, rel: str) -> None:
+        wd = self.by_rel.pop(rel, None)
+        if wd is not None:
+            self.by_wd.pop(wd, None)
+            self.ino.rm_watch(wd)
+
+    def moved(self, old: str, new: str) -> None:
+        for rel in [r for r in self.by_rel if r == old or r.startswith(old + "/")]:
+            wd = self.by_rel.pop(rel)
+            moved = new + rel[len(old):]
+            self.by_rel[moved] = wd
+            self.by_wd[wd] = moved
+
+    def handle(self, events) -> None:
+        I, m = self.I, self.mirror
+        model = getattr(m.root, "model", None)
+        generation = model.generation if model is not None else None
+        written: set[str] = set()
+        moved_from: dict[int, tuple[str, str, bool]] = {}
+        for ev in events:
+            if ev.mask & I.IN_Q_OVERFLOW:
+                _log("inotify queue overflowed: comparing the whole tree")
+                m.resync("")
+                continue
+            if ev.mask & I.IN_IGNORED:
+                rel = self.by_wd.pop(ev.wd, None)
+                if rel is not None and self.by_rel.get(rel) == ev.wd:
+                    del self.by_rel[rel]
+                continue
+            parent = self.by_wd.get(ev.wd)
+            if parent is None or not ev.name:
+                continue
+            rel = f"{parent}/{ev.name}" if parent else ev.name
+            if ev.mask & I.IN_MOVED_FROM:
+                moved_from[ev.cookie] = (parent, ev.name, ev.is_dir)
+            elif ev.mask & I.IN_MOVED_TO and ev.cookie in moved_from:
+                old_parent, old_name, is_dir = moved_from.pop(ev.cookie)
+                if is_dir:
+                    m.dir_renamed(old_parent, old_name, parent, ev.name)
+                else:
+                    m.file_written(rel)
+                    written.add(rel)
+            elif ev.is_dir and ev.mask & (I.IN_CREATE | I.IN_MOVED_TO):
+                m.dir_created(parent, ev.name)
+            elif ev.is_dir and ev.mask & I.IN_DELETE:
+                m.dir_removed(parent, ev.name)
+            elif ev.mask & (I.IN_CLOSE_WRITE | I.IN_MOVED_TO):
+                m.file_written(rel)
+                written.add(rel)
+        for parent, name, is_dir in moved_from.values():  # moved out of the tree
+            if is_dir:
+                m.dir_removed(parent, name)
+        if model is not None:
+            # A cgroup write can change any file of the tree (membership,
+            # inherited values): compare them all.
+            if model.generation != generation:
+                m.refresh()
+        elif written:
+            # Overlay views: each file stands alone, and real entries stay
+            # the snapshots they were at mount time.
+            m.refresh(only=written)
+
+    async def run(self) -> None:
+        import trio
+
+        async with trio.open_nursery() as nursery:
+            async def stop_on_signal() -> None:
+                with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                    async for _ in signals:
+                        nursery.cancel_scope.cancel()
+                        return
+
+            async def tick() -> None:
+                pause = REFRESH_INTERVAL
+                while True:
+                    await trio.sleep(pause)
+                    if not _still_mounted(self.target):
+                        _log(f"{self.target} was unmounted: stopping")
+                        nursery.cancel_scope.cancel()
+                        return
+                    started = time.monotonic()
+                    self.mirror.refresh(live_only=True)
+                    # Rendering live values costs what the model costs (every
+                    # process of the machine for a root's cgroup.procs):
+                    # never spend more than a quarter of the time on it.
+                    pause = max(REFRESH_INTERVAL, 3 * (time.monotonic() - started))
+
+            nursery.start_soon(stop_on_signal)
+            nursery.start_soon(tick)
+            model = getattr(self.mirror.root, "model", None)
+            if model is not None:
+                from ..daemon import watch_forks
+
+                nursery.start_soon(watch_forks, model)
+            while True:
+                await trio.lowlevel.wait_readable(self.ino.fd)
+                self.handle(self.ino.read())

@@ -1,0 +1,166 @@
+"""`fakefs probe`: on this host, and in restricted sandboxes simulated here
+(no /dev/fuse, no CAP_SYS_ADMIN, read-only /sys, pyfuse3 not importable);
+plus the predictions on the facts measured in gVisor."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+from fakefs.daemon import AUTO_ORDER
+from fakefs.probe import KUBELET_TUNABLES, V1_CONTROLLERS, check, predict_kubelet, predict_runc
+from tests.support import REPO, fakefs, require
+from tests.test_tmpfs_backend import HIDE_DEV_FUSE, _in_new_ns
+
+TOP_KEYS = {"schema", "gvisor", "checks", "backends", "auto_backend", "consumers", "elapsed_s"}
+CHECK_KEYS = {"python_pyfuse3", "python_trio", "python_psutil", "dev_fuse", "fuse_pyfuse3", "fuse_raw",
+              "tmpfs_mount", "bind_mount_dir", "bind_mount_file", "mntns_unshare", "mntns_private",
+              "cgroup_layout", "openat2", "sysctl:kernel/cap_last_cap", "dev_kmsg", "capabilities", "gvisor",
+              "inotify", "session_keyring", "child_subreaper", "sys_fs_cgroup", "tmpfs_backend"}
+CHECK_KEYS |= {f"cgroup_v1:{c}" for c in V1_CONTROLLERS} | {f"sysctl:{p}" for p in KUBELET_TUNABLES}
+
+
+def probe_json(*prefix: str, env: dict | None = None) -> tuple[int, dict, float]:
+    started = time.monotonic()
+    res = subprocess.run([*prefix, sys.executable, "-m", "fakefs", "probe", "--json"], capture_output=True,
+                         text=True, timeout=60, cwd=REPO, env=env or dict(os.environ, PYTHONPATH=REPO))
+    assert "Traceback" not in res.stderr, res.stderr
+    return res.returncode, json.loads(res.stdout), time.monotonic() - started
+
+
+def test_probe_here_is_complete_fast_and_consistent():
+    require(os.geteuid() == 0, "needs root")
+    code, report, took = probe_json()
+    assert took < 5, f"probe took {took:.1f} s"
+    assert set(report) == TOP_KEYS
+    assert CHECK_KEYS <= set(report["checks"])
+    for key, c in report["checks"].items():
+        assert c["ok"] in (True, False, None) and c["reason"], key
+    assert [b["name"] for b in report["backends"]] == AUTO_ORDER
+    usable = [b["name"] for b in report["backends"] if b["usable"]]
+    assert report["auto_backend"] == (usable[0] if usable else None)
+    assert code == (0 if usable else 1)
+    # What this host is (measured: see ../shared/CONTEXT.md).
+    if os.path.exists("/dev/fuse"):
+        assert report["checks"]["fuse_pyfuse3"]["ok"] is True, report["checks"]["fuse_pyfuse3"]
+        assert report["auto_backend"] == "fuse"
+    assert report["gvisor"] is False
+    assert report["checks"]["cgroup_layout"]["detail"]["layout"] in ("v1", "hybrid")
+    assert report["checks"]["openat2"]["ok"] is True
+    # The handshake leaves nothing mounted behind.
+    with open("/proc/self/mountinfo") as f:
+        assert "fakefs-probe" not in f.read()
+
+
+def test_text_output_names_each_check_and_the_summary():
+    require(os.geteuid() == 0, "needs root")
+    res = fakefs("probe")
+    assert res.returncode == 0, res.stderr
+    assert "auto uses:" in res.stdout and "kubelet:" in res.stdout and "runc:" in res.stdout
+    assert "dev_fuse" in res.stdout and "tmpfs_mount" in res.stdout
+
+
+def test_probe_without_dev_fuse():
+    require(os.geteuid() == 0, "needs root")
+    res = _in_new_ns(HIDE_DEV_FUSE + f"{sys.executable} -m fakefs probe --json")
+    assert res.returncode == 0, res.stderr
+    report = json.loads(res.stdout)
+    checks = report["checks"]
+    assert checks["dev_fuse"]["ok"] is False and "does not exist" in checks["dev_fuse"]["reason"]
+    assert checks["fuse_pyfuse3"]["ok"] is False and "/dev/fuse" in checks["fuse_pyfuse3"]["reason"]
+    assert checks["fuse_raw"]["ok"] in (False, None)
+    assert report["auto_backend"] == "tmpfs"
+    passed_over = {b["name"]: b for b in report["backends"]}
+    assert not passed_over["fuse"]["usable"] and "/dev/fuse" in passed_over["fuse"]["reason"]
+
+
+def test_probe_without_cap_sys_admin():
+    require(os.geteuid() == 0, "needs root")
+    require(shutil.which("setpriv") is not None, "needs setpriv (util-linux)")
+    code, report, took = probe_json("setpriv", "--bounding-set", "-sys_admin", "--inh-caps", "-sys_admin")
+    checks = report["checks"]
+    assert code == 1 and report["auto_backend"] is None
+    assert checks["capabilities"]["ok"] is False and "CAP_SYS_ADMIN" in checks["capabilities"]["detail"]["missing"]
+    assert checks["tmpfs_mount"]["ok"] is False and "EPERM" in checks["tmpfs_mount"]["reason"]
+    assert checks["mntns_unshare"]["ok"] is False
+    assert checks["fuse_pyfuse3"]["ok"] is False
+    assert all(not b["usable"] for b in report["backends"])
+    # Nothing works: kubelet's missing pieces (none on this host) and runc
+    # still predicted; the probe itself is still quick.
+    assert took < 5
+
+
+def test_probe_with_read_only_sys():
+    require(os.geteuid() == 0, "needs root")
+    script = f"""
+set -e
+mount -o remount,bind,ro /sys/fs/cgroup
+{sys.executable} -m fakefs probe --json > /tmp/fakefs-ro-probe.json
+mkdir -p /tmp/fakefs-ro-mnt
+{sys.executable} -m fakefs mount /sys/fs/cgroup --backend tmpfs --hierarchy pids
+{sys.executable} -c 'import os; print(sorted(os.listdir("/sys/fs/cgroup/pids"))[:2])'
+{sys.executable} -m fakefs umount /sys/fs/cgroup
+cat /tmp/fakefs-ro-probe.json; rm /tmp/fakefs-ro-probe.json
+"""
+    res = _in_new_ns(script)
+    assert res.returncode == 0, res.stdout + res.stderr
+    lines = res.stdout.splitlines()
+    assert lines[0] == "['cgroup.clone_children', 'cgroup.procs']"
+    report = json.loads("\n".join(lines[2:]))
+    c = report["checks"]["sys_fs_cgroup"]
+    assert c["ok"] is True and c["detail"]["read_only"] is True and "read-only" in c["reason"]
+
+
+def test_probe_runs_when_pyfuse3_cannot_be_imported(tmp_path):
+    require(os.geteuid() == 0, "needs root")
+    (tmp_path / "pyfuse3.py").write_text("raise ImportError('libfuse3.so.3: cannot open shared object file')\n")
+    env = dict(os.environ, PYTHONPATH=f"{tmp_path}{os.pathsep}{REPO}")
+    code, report, _ = probe_json(env=env)
+    checks = report["checks"]
+    assert checks["python_pyfuse3"]["ok"] is False and "libfuse3.so.3" in checks["python_pyfuse3"]["reason"]
+    assert checks["fuse_pyfuse3"]["ok"] is False and "cannot be imported" in checks["fuse_pyfuse3"]["reason"]
+    assert report["auto_backend"] in ("fuse-raw", "tmpfs") and code == 0
+
+
+# -- predictions on the facts measured in gVisor (../shared/CONTEXT.md) -------------------------
+
+def gvisor_checks(**overrides) -> dict:
+    checks = {
+        "bind_mount_dir": check(True, "ok"), "bind_mount_file": check(True, "ok"),
+        "dev_kmsg": check(False, "/dev/kmsg: ENOENT"), "openat2": check(False, "openat2(2) is missing (ENOSYS)"),
+        "cgroup_layout": check(False, "none", layout="none"),
+        "session_keyring": check(False, "keyctl(JOIN_SESSION_KEYRING): EACCES"),
+        "sysctl:kernel/cap_last_cap": check(False, "/proc/sys/kernel/cap_last_cap: ENOENT", present=False),
+    }
+    for path in KUBELET_TUNABLES:
+        checks[f"sysctl:{path}"] = check(False, "ENOENT", present=False)
+    for c in V1_CONTROLLERS:
+        mountable = c in ("cpu", "cpuacct", "cpuset", "memory", "pids")
+        checks[f"cgroup_v1:{c}"] = check(mountable, "mount -t cgroup", state="mountable" if mountable else "missing")
+    checks.update(overrides)
+    return checks
+
+
+def test_predictions_for_gvisor():
+    checks = gvisor_checks()
+    runc = predict_runc(checks, "tmpfs")
+    assert not runc["runs"] and runc["first_blocker"]["error"] == "mountpoint for devices not found"
+    assert runc["stops"][0]["error"] == "open /proc/sys/kernel/cap_last_cap: no such file or directory"
+    assert runc["stops"][0]["fixed_by"] and "tmpfs" in runc["stops"][0]["fixed_by"]
+    assert any("not a cgroup file" in n for n in runc["notes"])
+    kubelet = predict_kubelet(checks, "tmpfs")
+    assert kubelet["runs"] and kubelet["first_blocker"] is None
+    assert {s["what"] for s in kubelet["stops"]} >= {"sysctl vm/panic_on_oom", "/dev/kmsg", "cgroup v1 memory"}
+    # Without any backend, the first missing tunable stops kubelet.
+    kubelet = predict_kubelet(checks, None)
+    assert kubelet["first_blocker"]["error"] == "open /proc/sys/vm/overcommit_memory: no such file or directory"
+    # With devices mountable, runc goes on to the session keyring.
+    checks = gvisor_checks(**{"cgroup_v1:devices": check(True, "mount", state="mountable")})
+    assert predict_runc(checks, "tmpfs")["first_blocker"]["error"] == "unable to join session keyring"
+    # memory missing: kubelet's cgroup manager cannot find it.
+    checks = gvisor_checks(**{"cgroup_v1:memory": check(False, "EINVAL", state="missing")})
+    assert "required subsystem: memory" in predict_kubelet(checks, "tmpfs")["first_blocker"]["error"]
