@@ -143,7 +143,6 @@ def register_mount(request: MountRequest, backend: str) -> registry.MountRecord:
 def serve_pyfuse3(request: MountRequest, on_ready=None) -> None:
     try:
         import pyfuse3
-        import trio
     except ImportError as exc:  # pragma: no cover - depends on the machine
         _report(on_ready, f"pyfuse3 is not usable here: {exc}")
         raise MountError(str(exc)) from None
@@ -151,11 +150,7 @@ def serve_pyfuse3(request: MountRequest, on_ready=None) -> None:
     from .fs.ops import FsOps
     from .fs.pyfuse3_backend import MAIN_TASKS, make_operations
 
-    try:
-        root = build_root(request)
-    except MountError as exc:
-        _report(on_ready, str(exc))
-        raise
+    root = build_root_reporting(request, on_ready)
     operations = make_operations(FsOps(root))
     try:
         pyfuse3.init(operations, request.target, set(FUSE_OPTIONS))
@@ -176,22 +171,8 @@ def serve_pyfuse3(request: MountRequest, on_ready=None) -> None:
 
     operations.init = initialised
 
-    async def main() -> None:
-        async with trio.open_nursery() as nursery:
-            async def stop_on_signal() -> None:
-                with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-                    async for _ in signals:
-                        pyfuse3.terminate()
-                        return
-
-            nursery.start_soon(stop_on_signal)
-            if hasattr(root, "model"):
-                nursery.start_soon(watch_forks, root.model)
-            await pyfuse3.main(max_tasks=MAIN_TASKS)
-            nursery.cancel_scope.cancel()
-
     try:
-        trio.run(main)
+        run_serving(lambda: pyfuse3.main(max_tasks=MAIN_TASKS), root, stop=pyfuse3.terminate)
     except Exception as exc:
         if records:
             raise
@@ -205,6 +186,56 @@ def serve_pyfuse3(request: MountRequest, on_ready=None) -> None:
         finally:
             if records:
                 registry.remove(request.target, records[0].mntns)
+
+
+def build_root_reporting(request: MountRequest, on_ready):
+    """build_root(), telling on_ready when it fails (every backend starts so)."""
+    try:
+        return build_root(request)
+    except MountError as exc:
+        _report(on_ready, str(exc))
+        raise
+
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+def report_ready_before_serving(on_ready) -> None:
+    """Report readiness for a backend that starts run_serving() afterwards:
+    a SIGTERM sent as soon as the mount is announced must not kill the daemon
+    before trio listens (it would leave a stale mount), so the stop signals
+    stay blocked until run_serving's receiver is open."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    _report(on_ready, None)
+
+
+def run_serving(serve, root, stop=None) -> None:
+    """Run a backend's serving coroutine under trio with what every backend
+    needs: SIGTERM/SIGINT end it (``stop()`` first when the transport has its
+    own way to finish, e.g. pyfuse3.terminate), and cgroup trees get fork
+    inheritance. Returns when ``serve()`` returns or a signal arrived."""
+    import trio
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            async def stop_on_signal() -> None:
+                with trio.open_signal_receiver(*STOP_SIGNALS) as signals:
+                    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+                    async for _ in signals:
+                        if stop is not None:
+                            stop()
+                        else:
+                            nursery.cancel_scope.cancel()
+                        return
+
+            nursery.start_soon(stop_on_signal)
+            model = getattr(root, "model", None)
+            if model is not None:
+                nursery.start_soon(watch_forks, model)
+            await serve()
+            nursery.cancel_scope.cancel()
+
+    trio.run(main)
 
 
 def _leaf_messages(exc: BaseException) -> list[str]:

@@ -31,7 +31,6 @@ namespace numbers them; where it cannot be opened (gVisor, no privilege)
 from __future__ import annotations
 
 import errno
-import os
 import socket
 import struct
 

@@ -51,12 +51,12 @@ What plain files cannot do (use a FUSE backend where one works):
 from __future__ import annotations
 
 import os
-import signal
 import tempfile
 import time
 
 from .. import registry
-from ..daemon import MountError, MountRequest, _report, build_root, register_mount
+from ..daemon import (MountError, MountRequest, _report, build_root_reporting, register_mount,
+                      report_ready_before_serving, run_serving)
 from ..mountinfo import read_mounts
 from ..sysmount import MS_BIND, MS_NODEV, MS_NOSUID, mount, umount
 from .mirror import Mirror
@@ -84,18 +84,9 @@ def _log(message: str) -> None:
 
 
 def serve_tmpfs(request: MountRequest, on_ready=None) -> None:
-    try:
-        import trio
-    except ImportError as exc:  # pragma: no cover - depends on the machine
-        _report(on_ready, f"trio is not usable here: {exc}")
-        raise MountError(str(exc)) from None
     from .inotify import Inotify
 
-    try:
-        root = build_root(request)
-    except MountError as exc:
-        _report(on_ready, str(exc))
-        raise
+    root = build_root_reporting(request, on_ready)
 
     scratch_parent = registry.run_dir()
     os.makedirs(scratch_parent, mode=0o700, exist_ok=True)
@@ -145,8 +136,8 @@ def serve_tmpfs(request: MountRequest, on_ready=None) -> None:
             raise MountError(msg) from None
 
         record = register_mount(request, "tmpfs")
-        _report(on_ready, None)
-        trio.run(watcher.run)
+        report_ready_before_serving(on_ready)
+        run_serving(watcher.run, root)
     finally:
         if mounted and _still_mounted(request.target):
             try:
@@ -259,12 +250,6 @@ class _Watcher:
         import trio
 
         async with trio.open_nursery() as nursery:
-            async def stop_on_signal() -> None:
-                with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-                    async for _ in signals:
-                        nursery.cancel_scope.cancel()
-                        return
-
             async def tick() -> None:
                 pause = REFRESH_INTERVAL
                 while True:
@@ -280,13 +265,7 @@ class _Watcher:
                     # never spend more than a quarter of the time on it.
                     pause = max(REFRESH_INTERVAL, 3 * (time.monotonic() - started))
 
-            nursery.start_soon(stop_on_signal)
             nursery.start_soon(tick)
-            model = getattr(self.mirror.root, "model", None)
-            if model is not None:
-                from ..daemon import watch_forks
-
-                nursery.start_soon(watch_forks, model)
             while True:
                 await trio.lowlevel.wait_readable(self.ino.fd)
                 self.handle(self.ino.read())

@@ -19,7 +19,6 @@ import errno
 import itertools
 import os
 import select
-import signal
 import stat
 import sys
 import time
@@ -560,19 +559,11 @@ def _unmount(target: str) -> None:
 def serve_request(request, on_ready=None) -> None:
     """The ``fuse-raw`` backend: mount request.target, report readiness once
     INIT has completed, serve until unmounted or SIGTERM/SIGINT."""
-    from ...daemon import MountError, _report, build_root, register_mount, watch_forks
+    from ...daemon import (MountError, _report, build_root_reporting, register_mount,
+                           report_ready_before_serving, run_serving)
     from ... import registry
 
-    try:
-        import trio
-    except ImportError as exc:  # pragma: no cover - depends on the machine
-        _report(on_ready, f"trio is not usable here: {exc}")
-        raise MountError(str(exc)) from None
-    try:
-        root = build_root(request)
-    except MountError as exc:
-        _report(on_ready, str(exc))
-        raise
+    root = build_root_reporting(request, on_ready)
     session = FuseSession(FsOps(root))
     try:
         fd, _fstype = mount_fuse(request.target)
@@ -592,24 +583,9 @@ def serve_request(request, on_ready=None) -> None:
 
     record = register_mount(request, "fuse-raw")
     try:
-        _report(on_ready, None)
-
-        async def main() -> None:
-            async with trio.open_nursery() as nursery:
-                async def stop_on_signal() -> None:
-                    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-                        async for _ in signals:
-                            nursery.cancel_scope.cancel()
-                            return
-
-                nursery.start_soon(stop_on_signal)
-                if hasattr(root, "model"):  # cgroup trees: children inherit cgroups (as with pyfuse3)
-                    nursery.start_soon(watch_forks, root.model)
-                await serve_fd(session, fd)
-                nursery.cancel_scope.cancel()
-
+        report_ready_before_serving(on_ready)
         os.set_blocking(fd, False)
-        trio.run(main)
+        run_serving(lambda: serve_fd(session, fd), root)
     finally:
         try:
             _unmount(request.target)
