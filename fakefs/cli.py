@@ -25,6 +25,7 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("--hierarchy", action="append", dest="hierarchies", metavar="SPEC",
                    help="a hierarchy to serve, e.g. 'cpu,cpuacct' or 'name=systemd' (repeatable; "
                         "default: the systemd layout with every controller)")
+    m.add_argument("--cpus", metavar="LIST", help="CPUs the root cpuset shows instead of this machine's (e.g. 0-3)")
     m.add_argument("--foreground", action="store_true", help="serve in this process until unmounted")
     m.add_argument("--in-place", action="store_true",
                    help="allow mounting over a system path in the host's mount namespace")
@@ -74,9 +75,28 @@ def cmd_mount(args) -> int:
             parse_hierarchy_spec(spec)
         except KernelError as exc:
             raise _cli_error(f"fakefs: {exc.detail}")
+    host = _host_overrides(args)
     target = check_target(args.target, args.in_place)
     return start(MountRequest(target=target, tree=args.tree, backend=args.backend,
-                              hierarchies=args.hierarchies), foreground=args.foreground)
+                              hierarchies=args.hierarchies, extra={"host": host} if host else {}),
+                 foreground=args.foreground)
+
+
+def _host_overrides(args) -> dict:
+    """--cpus, parsed like the kernel parses cpulists."""
+    from .model.errors import KernelError
+    from .model.kparse import parse_cpulist
+
+    out: dict = {}
+    if args.cpus is not None:
+        try:
+            cpus = sorted(parse_cpulist(args.cpus, 1 << 16))
+        except KernelError:
+            cpus = []
+        if not cpus:
+            raise _cli_error(f"fakefs: --cpus {args.cpus!r} is not a CPU list like 0-3,6")
+        out["cpus"] = cpus
+    return out
 
 
 def cmd_umount(args) -> int:

@@ -35,7 +35,7 @@ class MountError(Exception):
 def build_root(request: MountRequest):
     """The node tree for ``request.tree``, over a model of this machine."""
     from .fs.cgroupfs import CgroupFsRoot
-    from .hostinfo import LiveProcessTable, read_host_facts
+    from .hostinfo import LiveProcessTable
     from .model.errors import KernelError
     from .model.tree import DEFAULT_HIERARCHIES, CgroupModel
 
@@ -52,7 +52,7 @@ def build_root(request: MountRequest):
     if request.tree != "cgroup":
         raise MountError(f"unknown tree {request.tree!r} (known: cgroup, overlay)")
     try:
-        model = CgroupModel(read_host_facts(), LiveProcessTable(),
+        model = CgroupModel(host_facts(request.extra.get("host")), LiveProcessTable(),
                             request.hierarchies or list(DEFAULT_HIERARCHIES),
                             top_is_root=not request.subtree_of)
     except KernelError as exc:
@@ -64,6 +64,23 @@ def build_root(request: MountRequest):
     # Live statistics: the real processes' figures, sampled through a short cache.
     model.stats = LiveStats()
     return CgroupFsRoot(model)
+
+
+def host_facts(overrides: dict | None = None):
+    """This machine's facts, with the user's overrides (``fakefs mount
+    --cpus``: the CPUs the root cpuset shows)."""
+    import dataclasses
+
+    from .hostinfo import read_host_facts
+
+    facts = read_host_facts()
+    if not overrides:
+        return facts
+    changes = {}
+    if "cpus" in overrides:
+        cpus = frozenset(overrides["cpus"])
+        changes.update(online_cpus=cpus, nr_cpu_ids=max(facts.nr_cpu_ids, max(cpus) + 1))
+    return dataclasses.replace(facts, **changes)
 
 
 def _seed_subtrees(model, subtree_of: dict[str, str]) -> None:

@@ -128,3 +128,25 @@ def _pid1_ns():
 def test_usage_errors_are_short():
     res = fakefs("frobnicate")
     assert res.returncode == 2 and "Traceback" not in res.stderr
+
+
+def test_root_defaults_are_this_machine_and_overridable(target):
+    online = open("/sys/devices/system/cpu/online").read().strip()
+    assert fakefs("mount", target).returncode == 0
+    try:
+        assert open(os.path.join(target, "cpuset", "cpuset.cpus")).read().strip() == online
+    finally:
+        fakefs("umount", target)
+    res = fakefs("mount", target, "--cpus", "0-5")
+    assert res.returncode == 0, res.stderr
+    try:
+        assert open(os.path.join(target, "cpuset", "cpuset.cpus")).read() == "0-5\n"
+        assert open(os.path.join(target, "cpuset", "cpuset.effective_cpus")).read() == "0-5\n"
+        os.mkdir(os.path.join(target, "cpuset", "c"))
+        with open(os.path.join(target, "cpuset", "c", "cpuset.cpus"), "w") as f:
+            f.write("4-5")
+        assert open(os.path.join(target, "cpuset", "c", "cpuset.cpus")).read() == "4-5\n"
+        os.rmdir(os.path.join(target, "cpuset", "c"))
+    finally:
+        fakefs("umount", target)
+    assert "CPU list" in one_line_error(fakefs("mount", target, "--cpus", "x-y"))
