@@ -130,7 +130,8 @@ def test_tmpfs_tree_at_sys_fs_cgroup_in_gvisor(tmp_path):
         logs = "".join(open(os.path.join(d, n)).read() for d in [os.environ["FAKEFS_RUN_DIR"]]
                        for n in os.listdir(d) if n.endswith(".log"))
         out["auto"] = [res.returncode, res.stderr + logs, probe["auto_backend"],
-                       [m["backend"] for m in json.loads(fakefs("status", "--json").stdout)["mounts"]]]
+                       [m["backend"] for m in json.loads(fakefs("status", "--json").stdout)["mounts"]],
+                       probe["backends"]]
         fakefs("umount", "/tmp/auto-mnt")
         print(json.dumps(out))
     """))
@@ -141,9 +142,12 @@ def test_tmpfs_tree_at_sys_fs_cgroup_in_gvisor(tmp_path):
     assert out["child_filled"] and {"memory.limit_in_bytes", "cgroup.procs", "tasks"} <= set(out["child_files"])
     assert out["limit"] is True
     assert out["umount"] == [0, "fakefs: unmounted /sys/fs/cgroup"] and out["after"] == []
-    code, stderr, predicted, backends = out["auto"]
+    code, stderr, predicted, backends, verdicts = out["auto"]
     assert code == 0, stderr
-    assert backends == [predicted]
+    # On a loaded machine a probe handshake can time out ("no answer within"):
+    # then auto may legitimately pick that earlier backend; otherwise they agree.
+    timed_out = [b["name"] for b in verdicts if not b["usable"] and "no answer within" in b["reason"]]
+    assert backends == [predicted] or backends[0] in timed_out, (backends, verdicts)
 
 
 def test_kubelet_check_under_fakefs_run_with_tmpfs_in_gvisor(tmp_path):
