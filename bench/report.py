@@ -67,7 +67,13 @@ def _ratio(r: float | None) -> str:
     return "–" if r is None else f"{r:.2f}"
 
 
-def table(results: dict) -> str:
+# The rows the README shows (the full table is in bench-results/latest.md).
+README_ROWS = ("read_small_1", "read_small_1_p50", "read_small_1_p99", "read_small_4", "read_small_4_p99",
+               "read_live_1", "read_live_4", "write", "mkdir", "mount")
+
+
+def table(results: dict, compact: bool = False) -> str:
+    """The results as Markdown; ``compact``: the README's selection of rows."""
     m = results["machine"]
     st = results["settings"]
     lines = [
@@ -80,7 +86,12 @@ def table(results: dict) -> str:
         "| measure | unit | fakefs | lxcfs | kernel cgroupfs | tmpfs | fakefs/lxcfs | fakefs/kernel |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for row in results["rows"]:
+    rows = results["rows"]
+    if compact:
+        sizes = results["settings"]["sizes"]
+        keep = set(README_ROWS) | {f"scale_rss_{max(sizes)}", f"scale_read_{min(sizes)}", f"scale_read_{max(sizes)}"}
+        rows = [r for r in rows if r["key"] in keep]
+    for row in rows:
         v = row["values"]
         lines.append(
             f"| {row['title']} | {row['unit']} | {_cell(v.get('fakefs'), row['unit'])} | "
@@ -92,8 +103,8 @@ def table(results: dict) -> str:
         for g in results["goals"]:
             met = "–" if g["met"] is None else ("yes" if g["met"] else "**no**")
             lines.append(f"| {g['goal']} | {g['measured']} | {met} |")
-    if results.get("checks"):
+    if results.get("checks") and not compact:
         lines += [""] + [f"- {c['check']}: {'yes' if c['ok'] else '**no**'}" for c in results["checks"]]
-    if results.get("notes"):
+    if results.get("notes") and not compact:
         lines += [""] + [f"- note: {n}" for n in results["notes"]]
     return "\n".join(lines) + "\n"

@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -152,8 +153,6 @@ def check_fresh(run: Run, fake: FakefsMount, cgroup: str) -> None:
         ok &= os.stat(path).st_size == len(value) + 1
     run.checks.append({"check": "fakefs: a write is visible to the next read and in st_size", "ok": bool(ok)})
 
-    import subprocess
-
     procs = fake.p("cpu,cpuacct", cgroup, "cgroup.procs")
     child = subprocess.Popen(["sleep", "30"])
     try:
@@ -234,6 +233,10 @@ def goals(run: Run) -> list[dict]:
     return out
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def main(argv=None) -> int:
     args = _parse(argv)
     run = Run(args)
@@ -245,7 +248,7 @@ def main(argv=None) -> int:
         print("bench: needs root (FUSE mounts, lxcfs, a real child cgroup); nothing measured", file=sys.stderr)
         return 0
     # SIGTERM unwinds like Ctrl-C, so every mount, daemon and real cgroup is undone.
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    signal.signal(signal.SIGTERM, _interrupt)
     from fakefs.sysmount import unshare_mount_namespace
 
     unshare_mount_namespace()
@@ -337,7 +340,10 @@ def main(argv=None) -> int:
                 json.dump(results, f, indent=2)
         with open(os.path.join(args.out, "latest.md"), "w") as f:
             f.write(text)
-        print(f"bench: results in {args.out}/latest.json and latest.md ({results['elapsed_s']} s)", file=sys.stderr)
+        with open(os.path.join(args.out, "readme.md"), "w") as f:
+            f.write(table(results, compact=True))
+        print(f"bench: results in {args.out}/latest.json and latest.md, README's rows in readme.md "
+              f"({results['elapsed_s']} s)", file=sys.stderr)
     except OSError as exc:
         print(f"bench: cannot write results to {args.out}: {exc.strerror}", file=sys.stderr)
     return 0

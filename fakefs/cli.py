@@ -34,6 +34,9 @@ def _parser() -> argparse.ArgumentParser:
     u.add_argument("target", nargs="?", default=DEFAULT_TARGET)
     u.add_argument("--all", action="store_true",
                    help="undo every applied profile (reverse order, from the journal) and stop every daemon")
+    u.add_argument("--forget", action="store_true",
+                   help="also discard the saved state (tree, values, memberships) instead of keeping it "
+                        "for the next mount of the same target")
 
     a = sub.add_parser("apply", help="apply a mount profile from mounts/ (authentic first, fake fills gaps)")
     a.add_argument("profile")
@@ -108,12 +111,16 @@ def cmd_umount(args) -> int:
 
         problems = undo_all()
         for rec in registry.all_records():
-            stop(rec.target)
+            stop(rec.target, forget=args.forget)
+        if args.forget:
+            from .statefile import forget_all
+
+            forget_all()
         if problems:
             raise CliError("fakefs: undo left problems: " + "; ".join(problems))
         print("fakefs: everything unmounted")
         return 0
-    print(stop(args.target))
+    print(stop(args.target, forget=args.forget))
     return 0
 
 

@@ -63,7 +63,19 @@ def build_root(request: MountRequest):
 
     # Live statistics: the real processes' figures, sampled through a short cache.
     model.stats = LiveStats()
+    _restore_state(model, request)
     return CgroupFsRoot(model)
+
+
+def _restore_state(model, request: MountRequest) -> None:
+    """Serve what was there when this target was last served (statefile.py);
+    run_serving() keeps the file up to date from now on."""
+    from . import statefile
+
+    model.state_file = statefile.path_for(request.target)
+    note = statefile.load_into(model, model.state_file)
+    if note:
+        print(f"fakefs: {note}", flush=True)
 
 
 def host_facts(overrides: dict | None = None):
@@ -249,6 +261,10 @@ def run_serving(serve, root, stop=None) -> None:
             model = getattr(root, "model", None)
             if model is not None:
                 nursery.start_soon(watch_forks, model)
+                if getattr(model, "state_file", None):
+                    from .statefile import keep_saved
+
+                    nursery.start_soon(keep_saved, model, model.state_file)
             await serve()
             nursery.cancel_scope.cancel()
 

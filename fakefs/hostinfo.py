@@ -91,6 +91,27 @@ class LiveProcessTable:
             return None
         return None
 
+    def start_time_of(self, tid: int) -> int | None:
+        """Clock ticks after boot when the task started: with the tid, it
+        tells one task from a later one that reused the number (saved state)."""
+        try:
+            with open(f"/proc/{tid}/stat") as f:
+                return int(f.read().rsplit(")", 1)[1].split()[19])
+        except (OSError, ValueError, IndexError):
+            return None
+
+    def owner_uids(self, tid: int) -> tuple[int, int] | None:
+        """(real, saved) uid: who may move the task (cgroup1 procs write)."""
+        try:
+            with open(f"/proc/{tid}/status") as f:
+                for line in f:
+                    if line.startswith("Uid:"):
+                        real, _eff, saved = line.split()[1:4]
+                        return int(real), int(saved)
+        except (OSError, ValueError):
+            return None
+        return None
+
     def threads_of(self, tgid: int) -> list[int]:
         try:
             return sorted(int(t) for t in os.listdir(f"/proc/{tgid}/task"))

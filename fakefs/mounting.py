@@ -41,7 +41,13 @@ def fakefs_mounted_at(target: str) -> bool:
                or (m.fstype == "tmpfs" and m.root == "/fakefs-tree") for m in mounts_at(target))
 
 
+def is_system_path(path: str) -> bool:
+    return path == "/" or path in SYSTEM_PREFIXES or path.startswith(tuple(p + "/" for p in SYSTEM_PREFIXES))
+
+
 def check_target(target: str, in_place: bool) -> str:
+    if not target or any(c in target for c in "\0\n"):
+        raise CliError(f"fakefs: bad mount target {target!r}")
     target = os.path.abspath(target)
     if os.geteuid() != 0:
         raise CliError("fakefs: must run as root (the mount is shared with every user via allow_other)")
@@ -50,11 +56,13 @@ def check_target(target: str, in_place: bool) -> str:
     if not os.path.isdir(target):
         what = "does not exist" if not os.path.exists(target) else "is not a directory"
         raise CliError(f"fakefs: mount target {target} {what}")
-    if (target == "/" or target.startswith(tuple(p + "/" for p in SYSTEM_PREFIXES)) or target in SYSTEM_PREFIXES) \
-            and not in_private_mount_namespace() and not in_place:
-        raise CliError(f"fakefs: refusing to mount over system path {target} in the host's mount namespace "
+    # The mount lands where the symlinks lead: check that place, not the name.
+    resolved = os.path.realpath(target)
+    if (is_system_path(target) or is_system_path(resolved)) and not in_private_mount_namespace() and not in_place:
+        shown = target if resolved == target else f"{target} (-> {resolved})"
+        raise CliError(f"fakefs: refusing to mount over system path {shown} in the host's mount namespace "
                        f"(use `fakefs run` or a private namespace, or pass --in-place)")
-    return os.path.realpath(target)
+    return resolved
 
 
 def cleanup_stale(target: str) -> None:
@@ -142,12 +150,18 @@ def _start_background(request: MountRequest) -> int:
     raise CliError(f"fakefs: {reason}")
 
 
-def stop(target: str, timeout: float = 5.0) -> str:
-    """Unmount and stop the daemon; returns what was done (for the CLI)."""
+def stop(target: str, timeout: float = 5.0, forget: bool = False) -> str:
+    """Unmount and stop the daemon; returns what was done (for the CLI).
+    ``forget``: also discard the tree's saved state (statefile.py), which the
+    daemon writes once more as it stops."""
+    from . import statefile
+
     target = os.path.realpath(os.path.abspath(target))
     record = registry.load(target)
     stale = is_stale(target)
     if record is None and not stale and not fakefs_mounted_at(target):
+        if forget and statefile.forget(target):
+            return f"fakefs: nothing mounted at {target}; its saved state is discarded"
         return f"fakefs: nothing mounted at {target}"
     if record is not None and record.alive:
         os.kill(record.pid, signal.SIGTERM)
@@ -163,4 +177,7 @@ def stop(target: str, timeout: float = 5.0) -> str:
             if exc.errno not in (errno.EINVAL, errno.ENOENT):
                 raise CliError(f"fakefs: cannot unmount {target}: {exc.strerror}") from None
     registry.remove(target)
+    if forget:
+        statefile.forget(target)
+        return f"fakefs: unmounted {target}, saved state discarded"
     return f"fakefs: unmounted {target}"

@@ -356,3 +356,36 @@ def test_a_process_that_exited_is_gone_on_the_next_read(cgmount):
     with open(procs) as f:
         assert f.read() == ""
     os.rmdir(d)
+
+
+# -- pyfuse3's session loop ---------------------------------------------------------
+
+async def test_a_ready_fuse_fd_is_not_waited_for_yet_other_tasks_still_run():
+    import trio
+
+    pyfuse3_backend.make_operations(FsOps(CgroupFsRoot(CgroupModel(HostFacts(), StaticProcessTable(),
+                                                                   ["name=systemd"]))))
+    lowlevel = pyfuse3.trio.lowlevel
+    assert isinstance(lowlevel, pyfuse3_backend._TrioLowlevelSkippingReadyWaits)
+    assert trio.lowlevel.wait_readable is not lowlevel.wait_readable  # only pyfuse3's view changes
+    r, w = os.pipe()
+    try:
+        # nothing queued: it really waits
+        with trio.move_on_after(0.05) as scope:
+            await lowlevel.wait_readable(r)
+        assert scope.cancelled_caught
+        os.write(w, b"x")
+        reached = False
+        with trio.CancelScope() as scope:
+            scope.cancel()
+            for _ in range(lowlevel.STREAK):
+                await lowlevel.wait_readable(r)  # queued: returns at once, not even a checkpoint
+            reached = True
+            # a streak ends with a real wait through trio, a checkpoint: other
+            # tasks (signals, fork events) get their turn, here the cancellation
+            await lowlevel.wait_readable(r)
+            pytest.fail("the wait after a streak did not go through trio")
+        assert reached and scope.cancelled_caught
+    finally:
+        os.close(r)
+        os.close(w)

@@ -376,6 +376,12 @@ class SyntheticFile(Node):
         elif writing and self.write_fn is None:
             raise KernelError(errno.EACCES, "read-only")
 
+    def truncate(self, size: int) -> None:
+        # truncate(2) needs MAY_WRITE, which sysctl_perm() refuses on a
+        # read-only entry even to root (the kernel has already applied the
+        # mode bits to everyone else): root's own check decides.
+        self.check_open(True, WriteContext())
+
     def render(self) -> bytes:
         out = self.render_fn()
         return out.encode("latin-1") if isinstance(out, str) else bytes(out)

@@ -173,7 +173,8 @@ class FsOps:
             raise KernelError(errno.EISDIR)
         accmode = flags & os.O_ACCMODE
         writing = accmode in (os.O_WRONLY, os.O_RDWR)
-        node.check_open(writing, ctx)
+        # O_TRUNC asks for MAY_WRITE whatever the access mode (build_open_flags).
+        node.check_open(writing or bool(flags & os.O_TRUNC), ctx)
         handle = Handle(node, writable=writing, inode=inode)
         if accmode in (os.O_RDONLY, os.O_RDWR):
             self._take_snapshot(handle)

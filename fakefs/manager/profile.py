@@ -87,7 +87,8 @@ def load(name: str, _seen: tuple[str, ...] = ()) -> Profile:
     try:
         with open(path, "rb") as f:
             data = tomllib.load(f)
-    except tomllib.TOMLDecodeError as exc:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        # tomllib decodes the bytes itself: non-UTF-8 input is not a TOMLDecodeError
         raise ProfileError(f"profile {name}: {exc}") from None
     unknown = set(data) - _TOP_KEYS
     if unknown:

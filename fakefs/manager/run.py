@@ -10,6 +10,7 @@ import subprocess
 from ..mountinfo import mount_namespace_id
 from ..mounting import CliError
 from ..registry import run_dir
+from ..statefile import forget_all
 from ..sysmount import unshare_mount_namespace
 from .apply import apply, undo_all
 from .limits import join, parse_limits, prepare
@@ -41,6 +42,9 @@ def run(profile_name: str | None, command: list[str], quiet: bool = True, backen
         unshare_mount_namespace()
     except OSError as exc:
         raise CliError(f"fakefs: cannot create a mount namespace: {exc.strerror}") from None
+    # Saved trees are per mount namespace; one with this brand-new
+    # namespace's id can only be left from a dead one whose id was reused.
+    forget_all()
     try:
         if profile is not None:
             message = apply(make_plan(profile, stage_dir(profile.name), backend=backend))
@@ -63,3 +67,4 @@ def run(profile_name: str | None, command: list[str], quiet: bool = True, backen
         return 128 - code if code < 0 else code
     finally:
         undo_all()
+        forget_all()  # this namespace ends with the command

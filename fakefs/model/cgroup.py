@@ -241,10 +241,17 @@ class Hierarchy:
             return ctx.tid
         return value
 
-    def attach(self, cg: Cgroup, tid: int, threadgroup: bool) -> None:
+    def attach(self, cg: Cgroup, tid: int, threadgroup: bool, writer_uid: int = 0) -> None:
         procs = self.model.processes
         if not procs.exists(tid):
             raise KernelError(errno.ESRCH, str(tid))
+        if writer_uid != 0:
+            # __cgroup1_procs_write(): a non-root writer may only move tasks
+            # whose real or saved uid is its own, whatever the file's mode.
+            owner_uids = getattr(procs, "owner_uids", None)
+            uids = owner_uids(tid) if owner_uids is not None else None
+            if uids is None or writer_uid not in uids:
+                raise KernelError(errno.EACCES, f"task {tid} belongs to another user")
         if threadgroup:
             tgid = procs.tgid_of(tid) or tid
             tids = procs.threads_of(tgid) or [tid]

@@ -49,6 +49,12 @@ class StaticProcessTable:
     """An in-memory process table for tests: ``{tgid: [tids]}``."""
 
     processes: dict[int, list[int]] = field(default_factory=dict)
+    # tgid -> (real uid, saved uid); processes not listed belong to root.
+    owners: dict[int, tuple[int, int]] = field(default_factory=dict)
+
+    def owner_uids(self, tid: int) -> tuple[int, int] | None:
+        tgid = self.tgid_of(tid)
+        return None if tgid is None else self.owners.get(tgid, (0, 0))
 
     def exists(self, tid: int) -> bool:
         return self.tgid_of(tid) is not None

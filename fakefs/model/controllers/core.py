@@ -44,12 +44,12 @@ def _read_tasks(cg) -> str:
 
 def _write_procs(cg, text: str, ctx: WriteContext) -> None:
     h = cg.hierarchy
-    h.attach(cg, h.parse_pid_write(text, ctx), threadgroup=True)
+    h.attach(cg, h.parse_pid_write(text, ctx), threadgroup=True, writer_uid=ctx.uid)
 
 
 def _write_tasks(cg, text: str, ctx: WriteContext) -> None:
     h = cg.hierarchy
-    h.attach(cg, h.parse_pid_write(text, ctx), threadgroup=False)
+    h.attach(cg, h.parse_pid_write(text, ctx), threadgroup=False, writer_uid=ctx.uid)
 
 
 def _read_release_agent(cg) -> str:
