@@ -17,7 +17,6 @@ the program would print.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import errno
 import json
 import os
@@ -46,13 +45,11 @@ CAPS = {"CAP_DAC_OVERRIDE": 1, "CAP_NET_ADMIN": 12, "CAP_SYS_CHROOT": 18, "CAP_S
 # Which check decides whether a backend can be used here.
 BACKEND_CHECKS = {"fuse": "fuse_pyfuse3", "fuse-raw": "fuse_raw", "tmpfs": "tmpfs_backend"}
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-_libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
-_libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
+from .sysmount import (CLONE_NEWNS, MNT_DETACH, MS_BIND, MS_NODEV, MS_NOEXEC,  # noqa: E402,F401
+                       MS_NOSUID, MS_PRIVATE, MS_REC)
+from .sysmount import libc as _libc  # noqa: E402
+
 _libc.syscall.restype = ctypes.c_long
-MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_BIND, MS_REC, MS_PRIVATE = 2, 4, 8, 4096, 16384, 1 << 18
-MNT_DETACH = 2
-CLONE_NEWNS = 0x00020000
 SYS_OPENAT2 = 437  # x86_64 and aarch64 alike (new syscalls share numbers)
 SYS_KEYCTL = {"x86_64": 250, "aarch64": 219}.get(os.uname().machine)
 KEYCTL_JOIN_SESSION_KEYRING = 1

@@ -4,12 +4,14 @@ module has none of them)."""
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import errno
 import os
 import time
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+# The C library, shared by every ctypes user in fakefs. Loaded by soname:
+# ctypes.util.find_library() runs ldconfig, which would cost every daemon's
+# start-up time.
+libc = _libc = ctypes.CDLL("libc.so.6", use_errno=True)
 _libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
 _libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
 _libc.unshare.argtypes = [ctypes.c_int]
