@@ -202,8 +202,11 @@ class Surface:
 # ---------------------------------------------------------------------------
 
 def _pid_candidates(data: bytes) -> set[int]:
-    """Every number a procs/tasks write could be taken to mean, parsed more
-    leniently than the kernel does (so the safety check errs on refusing)."""
+    """The pid a procs/tasks write names, as the kernel reads it:
+    kstrtoint(strstrip(buf), 0) on the NUL-terminated buffer (both with and
+    without the NUL cut, to err on refusing). Reading digits in other bases
+    as well refused innocent writes: a sleeper's pid "4803" read as hex is
+    18435, which may be any live process."""
     found: set[int] = set()
     raw = data.decode("latin-1")
     # The kernel parses a C string: a NUL ends it.
@@ -214,11 +217,6 @@ def _pid_candidates(data: bytes) -> set[int]:
             found.add(kstrtoll(text))
         except KernelError:
             pass
-        for base in (0, 10, 8, 16):
-            try:
-                found.add(int(text, base))
-            except ValueError:
-                pass
     return found
 
 
