@@ -176,7 +176,27 @@ class _RealEntry(Node):
         return f"{type(self).__name__}({self.relpath!r})"
 
 
-class RealDir(_RealEntry):
+class _ProcfsDirRules:
+    """Namespace changes in a covered directory are refused as procfs refuses
+    them (see the module docstring): ENOENT for new names, EACCES otherwise."""
+
+    def mkdir(self, name: str, ctx: WriteContext) -> Node:
+        return _refuse_create(self, name)
+
+    def create(self, name: str, ctx: WriteContext) -> Node:
+        return _refuse_create(self, name)
+
+    def rmdir(self, name: str, ctx: WriteContext) -> None:
+        _refuse_remove(self, name)
+
+    def unlink(self, name: str, ctx: WriteContext) -> None:
+        _refuse_remove(self, name)
+
+    def rename(self, name: str, new_dir: Node, new_name: str, ctx: WriteContext) -> None:
+        _refuse_remove(self, name)
+
+
+class RealDir(_ProcfsDirRules, _RealEntry):
     """A real directory, seen through fds only."""
 
     kind = "dir"
@@ -217,21 +237,6 @@ class RealDir(_RealEntry):
                 continue  # vanished between listing and stat, or not served
         return out
 
-    # Namespace changes: as on procfs (module docstring).
-    def mkdir(self, name: str, ctx: WriteContext) -> Node:
-        return _refuse_create(self, name)
-
-    def create(self, name: str, ctx: WriteContext) -> Node:
-        return _refuse_create(self, name)
-
-    def rmdir(self, name: str, ctx: WriteContext) -> None:
-        _refuse_remove(self, name)
-
-    def unlink(self, name: str, ctx: WriteContext) -> None:
-        _refuse_remove(self, name)
-
-    def rename(self, name: str, new_dir: Node, new_name: str, ctx: WriteContext) -> None:
-        _refuse_remove(self, name)
 
 
 class RealFile(_RealEntry):
@@ -400,7 +405,7 @@ Synthetic = Mapping[str, Union[Node, "Synthetic"]]
 SYNTHETIC_DIR_MODE = 0o555
 
 
-class MergedDir(Node):
+class MergedDir(_ProcfsDirRules, Node):
     """Real entries plus synthetic ones (see the module docstring)."""
 
     def __init__(self, real: RealDir | None, synthetic: Synthetic, key: Hashable | None = None):
@@ -468,20 +473,6 @@ class MergedDir(Node):
                     out.append((name, node))
         return out
 
-    def mkdir(self, name: str, ctx: WriteContext) -> Node:
-        return _refuse_create(self, name)
-
-    def create(self, name: str, ctx: WriteContext) -> Node:
-        return _refuse_create(self, name)
-
-    def rmdir(self, name: str, ctx: WriteContext) -> None:
-        _refuse_remove(self, name)
-
-    def unlink(self, name: str, ctx: WriteContext) -> None:
-        _refuse_remove(self, name)
-
-    def rename(self, name: str, new_dir: Node, new_name: str, ctx: WriteContext) -> None:
-        _refuse_remove(self, name)
 
 
 def _refuse_create(d: Node, name: str) -> Node:
