@@ -46,9 +46,11 @@ def build_root(request: MountRequest):
 
         try:
             with open(request.extra["spec"]) as f:
-                return build_overlay_root(json.load(f))
+                root = build_overlay_root(json.load(f))
         except (OSError, KeyError, ValueError) as exc:
             raise MountError(f"overlay spec: {exc}") from None
+        _overlay_state(root, request)
+        return root
     if request.tree != "cgroup":
         raise MountError(f"unknown tree {request.tree!r} (known: cgroup, overlay)")
     try:
@@ -76,6 +78,19 @@ def _restore_state(model, request: MountRequest) -> None:
     note = statefile.load_into(model, model.state_file)
     if note:
         print(f"fakefs: {note}", flush=True)
+
+
+def _overlay_state(root, request: MountRequest) -> None:
+    """Written sysctl values survive a crash: restored when the supervisor
+    restarts the server, saved by run_serving (overlaystate.py)."""
+    from . import overlaystate, statefile
+
+    root.sysctl_files = overlaystate.sysctl_files(root)
+    root.state_file = statefile.path_for(request.target)
+    if request.extra.get("recovering"):
+        note = overlaystate.load_into(root.sysctl_files, root.state_file)
+        if note:
+            print(f"fakefs: {note}", flush=True)
 
 
 def host_facts(overrides: dict | None = None):
@@ -160,11 +175,19 @@ def _serve_auto(request: MountRequest, on_ready) -> None:
     raise MountError(msg)
 
 
+# Set in a server run by supervisor.py: the registry names the supervisor as
+# the mount's daemon (umount signals it), and this process as its server.
+SUPERVISOR_PID: int | None = None
+# The server's end of a socket to its supervisor: a backend whose connection
+# can outlive its server (fuse-raw) sends the /dev/fuse fd there.
+SUPERVISOR_CONN = None
+
+
 def register_mount(request: MountRequest, backend: str) -> registry.MountRecord:
     """Record the live mount (called by a backend once it is mounted)."""
-    record = registry.MountRecord(target=request.target, pid=os.getpid(), backend=backend,
+    record = registry.MountRecord(target=request.target, pid=SUPERVISOR_PID or os.getpid(), backend=backend,
                                   tree=request.tree, mntns=mount_namespace_id(),
-                                  started=time.time(), log=request.log)
+                                  started=time.time(), log=request.log, server_pid=os.getpid())
     registry.save(record)
     return record
 
@@ -265,6 +288,10 @@ def run_serving(serve, root, stop=None) -> None:
                     from .statefile import keep_saved
 
                     nursery.start_soon(keep_saved, model, model.state_file)
+            elif getattr(root, "sysctl_files", None):
+                from .overlaystate import keep_saved as keep_overlay_saved
+
+                nursery.start_soon(keep_overlay_saved, root.sysctl_files, root.state_file)
             await serve()
             nursery.cancel_scope.cancel()
 

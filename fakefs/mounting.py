@@ -121,10 +121,11 @@ def _start_background(request: MountRequest) -> int:
                 os.close(wfd)
 
             try:
-                serve(request, ready)
-                code = 0
-            except MountError:
-                pass
+                # A supervisor that runs the server as its child and
+                # restarts it after a crash (supervisor.py).
+                from .supervisor import supervise
+
+                code = supervise(request, ready)
             except BaseException:
                 traceback.print_exc()
                 if not reported:
@@ -133,11 +134,14 @@ def _start_background(request: MountRequest) -> int:
             os._exit(code)
     os.close(wfd)
     chunks = []
+    # One line, not EOF: the server the supervisor forks holds the pipe too.
     while True:
         data = os.read(rfd, 4096)
         if not data:
             break
         chunks.append(data)
+        if b"\n" in data:
+            break
     os.close(rfd)
     answer = b"".join(chunks).decode(errors="replace").strip()
     if answer == "ok":
@@ -164,12 +168,19 @@ def stop(target: str, timeout: float = 5.0, forget: bool = False) -> str:
             return f"fakefs: nothing mounted at {target}; its saved state is discarded"
         return f"fakefs: nothing mounted at {target}"
     if record is not None and record.alive:
+        # record.pid is the supervisor: it forwards SIGTERM to its server
+        # and waits for the unmount (a stop, not a crash).
         os.kill(record.pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and record.alive:
             time.sleep(0.02)
         if record.alive:
             os.kill(record.pid, signal.SIGKILL)
+    if record is not None and record.server_pid and record.server_pid != record.pid:
+        try:  # the server dies with its supervisor (PDEATHSIG); make sure
+            os.kill(record.server_pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
     if is_stale(target) or fakefs_mounted_at(target):
         try:
             umount(target, detach=True)

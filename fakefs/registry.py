@@ -28,6 +28,9 @@ class MountRecord:
     mntns: str
     started: float
     log: str = ""
+    # pid is the daemon that owns the mount (the supervisor, which restarts
+    # the server after a crash); server_pid the process serving requests.
+    server_pid: int = 0
 
     @property
     def alive(self) -> bool:

@@ -45,6 +45,13 @@ class FsOps:
         self._inodes: dict[int, Node] = {ROOT_INODE: root}
         self._by_key: dict[Hashable, int] = {root.key: ROOT_INODE}
         self._next_inode = itertools.count(ROOT_INODE + 1)
+        # Where each inode was found (names from the root), so that a server
+        # restarted on a connection the kernel kept (supervisor.py) can give
+        # the kernel's node ids their nodes again: restore_inodes().
+        self._paths: dict[int, tuple[str, ...]] = {ROOT_INODE: ()}
+        # Set to a list to collect what a restart needs, as it happens:
+        # ("inode", ino, path) and ("rename", old_path, new_path).
+        self.path_events: list | None = None
         self._handles: dict[int, Handle] = {}
         self._next_fh = itertools.count(1)
         # Bumped by every operation that may change a node (also when it
@@ -73,13 +80,46 @@ class FsOps:
         return bool(getattr(node, "entry_stable", not volatile)), not volatile
 
     # -- inode table --------------------------------------------------------
-    def inode_of(self, node: Node) -> int:
+    def inode_of(self, node: Node, parent: int | None = None, name: str | None = None) -> int:
         ino = self._by_key.get(node.key)
         if ino is None:
             ino = next(self._next_inode)
             self._by_key[node.key] = ino
         self._inodes[ino] = node
+        if parent is not None and ino not in self._paths:
+            base = self._paths.get(parent)
+            if base is not None:
+                self._paths[ino] = path = (*base, name)
+                if self.path_events is not None:
+                    self.path_events.append(("inode", ino, path))
         return ino
+
+    def restore_inodes(self, paths: dict[int, tuple[str, ...]]) -> int:
+        """Give inode numbers a previous server handed out their nodes again,
+        found by the names they were reached by; a path that no longer
+        resolves (removed meanwhile) is skipped. New inodes are numbered
+        after all of them. Returns how many were restored."""
+        restored = 0
+        for ino, path in sorted(paths.items()):
+            if ino == ROOT_INODE:
+                continue
+            node = self.root
+            try:
+                for part in path:
+                    node = node.lookup(part)
+            except KernelError:
+                continue
+            old = self._by_key.get(node.key)
+            if old is not None and old != ino:
+                self._inodes.pop(old, None)
+                self._paths.pop(old, None)
+            self._by_key[node.key] = ino
+            self._inodes[ino] = node
+            self._paths[ino] = tuple(path)
+            restored += 1
+        top = max([ROOT_INODE, *paths, *self._inodes])
+        self._next_inode = itertools.count(top + 1)
+        return restored
 
     def node(self, inode: int) -> Node:
         try:
@@ -98,6 +138,7 @@ class FsOps:
             node.attr()
         except KernelError:
             del self._inodes[inode]
+            self._paths.pop(inode, None)
             self._by_key.pop(node.key, None)
 
     # -- metadata -------------------------------------------------------------
@@ -108,13 +149,13 @@ class FsOps:
         if name == ".":
             return parent, self.getattr(parent)
         child = self.node(parent).lookup(name)
-        return self.inode_of(child), child.attr()
+        return self.inode_of(child, parent, name), child.attr()
 
     def readdir(self, inode: int) -> list[tuple[str, int, Attr]]:
         out = []
         for name, child in self.node(inode).entries():
             try:
-                out.append((name, self.inode_of(child), child.attr()))
+                out.append((name, self.inode_of(child, inode, name), child.attr()))
             except KernelError:
                 continue  # removed between listing and stat
         return out
@@ -136,7 +177,7 @@ class FsOps:
     def mkdir(self, parent: int, name: str, ctx: WriteContext) -> tuple[int, Attr]:
         self._changed()
         child = self.node(parent).mkdir(name, ctx)
-        return self.inode_of(child), child.attr()
+        return self.inode_of(child, parent, name), child.attr()
 
     def rmdir(self, parent: int, name: str, ctx: WriteContext) -> None:
         self._changed()
@@ -165,6 +206,15 @@ class FsOps:
     def rename(self, parent: int, name: str, new_parent: int, new_name: str, ctx: WriteContext) -> None:
         self._changed()
         self.node(parent).rename(name, self.node(new_parent), new_name, ctx)
+        base, new_base = self._paths.get(parent), self._paths.get(new_parent)
+        if base is None or new_base is None:
+            return
+        old, new = (*base, name), (*new_base, new_name)
+        for ino, path in list(self._paths.items()):
+            if path[:len(old)] == old:
+                self._paths[ino] = new + path[len(old):]
+        if self.path_events is not None:
+            self.path_events.append(("rename", old, new))
 
     # -- file I/O ---------------------------------------------------------------
     def open(self, inode: int, flags: int, ctx: WriteContext) -> int:

@@ -114,6 +114,12 @@ class FuseSession:
         self.initialized = False
         self.init_error: str | None = None
         self.destroyed = False
+        # A session continuing a connection another server negotiated
+        # (adopt()): the first request unique it read itself.
+        self.adopted = False
+        self.first_unique: int | None = None
+        # An fd of inodelog.py's log, when a supervisor may restart us.
+        self.path_log: int | None = None
         self._dirs: dict[int, _DirHandle] = {}
         self._next_dir_fh = itertools.count(1)
         # Read-only file handles -> what this session has of their snapshot.
@@ -164,6 +170,10 @@ class FuseSession:
             return P.reply(hdr.unique, -errno.EIO)
         if not self.initialized and hdr.opcode != Opcode.INIT:
             return P.reply(hdr.unique, -errno.EIO)
+        if self.adopted:
+            lost = self._lost_request(hdr, buf)
+            if lost is not None:
+                return lost
         handler = self._handlers.get(hdr.opcode)
         if handler is None:
             return P.reply(hdr.unique, -errno.ENOSYS)
@@ -182,6 +192,33 @@ class FuseSession:
         if no_reply or payload is None:
             return None
         return P.reply(hdr.unique, 0, payload)
+
+    def adopt(self, minor: int, flags: int, generation: int) -> None:
+        """Continue a connection whose INIT an earlier server answered (the
+        kernel sends INIT once per connection). Handles get numbers of their
+        own per generation, so that an fd opened under a dead server gets
+        EBADF, never another file's handle."""
+        self.proto_minor, self.init_flags, self.initialized = minor, flags, True
+        self.adopted = True
+        base = (generation << 40) + 1
+        self._next_dir_fh = itertools.count(base)
+        self.ops._next_fh = itertools.count(base)
+
+    def _lost_request(self, hdr, buf: bytes) -> bytes | None:
+        """In an adopted session: an INTERRUPT for a request the dead server
+        had read but never answered. Its caller waits for that answer
+        (uninterruptibly once it was read), so it gets EINTR now."""
+        if hdr.opcode != Opcode.INTERRUPT:
+            if self.first_unique is None:
+                self.first_unique = hdr.unique
+            return None
+        try:
+            target = P.INTERRUPT_IN.unpack(memoryview(buf)[P.IN_HEADER.size:]).unique
+        except Malformed:
+            return None
+        if self.first_unique is None or target < self.first_unique:
+            return P.reply(target, -errno.EINTR)
+        return None
 
     @staticmethod
     def _opname(opcode: int) -> str:
@@ -520,6 +557,13 @@ async def serve_fd(session: FuseSession, fd: int) -> None:
             await trio.lowlevel.wait_readable(fd)
             continue
         reply = session.handle(buf)
+        events = session.ops.path_events
+        if events and session.path_log is not None:
+            # Before the reply hands the node ids to the kernel (inodelog.py).
+            from .inodelog import append
+
+            append(session.path_log, events)
+            events.clear()
         if reply is not None:
             _write_reply(session, fd, reply)
         # Let signals and cancellation in between requests under load.
@@ -558,28 +602,53 @@ def _unmount(target: str) -> None:
 
 def serve_request(request, on_ready=None) -> None:
     """The ``fuse-raw`` backend: mount request.target, report readiness once
-    INIT has completed, serve until unmounted or SIGTERM/SIGINT."""
+    INIT has completed, serve until unmounted or SIGTERM/SIGINT.
+
+    Under a supervisor (daemon.SUPERVISOR_CONN) the connection is handed to
+    it once INIT is done, and a server it restarts gets the connection in
+    ``request.extra["fuse_connection"]``: it answers the kernel's node ids
+    from the inode log instead of mounting (see inodelog.py)."""
+    from ... import daemon, registry
     from ...daemon import (MountError, _report, build_root_reporting, register_mount,
                            report_ready_before_serving, run_serving)
-    from ... import registry
+    from . import inodelog
 
     root = build_root_reporting(request, on_ready)
     session = FuseSession(FsOps(root))
-    try:
-        fd, _fstype = mount_fuse(request.target)
-    except OSError as exc:
-        what = "/dev/fuse" if exc.filename == "/dev/fuse" else f"FUSE mount at {request.target}"
-        msg = f"{what} refused: {exc.strerror}"
-        _report(on_ready, msg)
-        raise MountError(msg) from None
-    try:
-        complete_init(session, fd)
-    except (InitFailed, OSError) as exc:
-        _unmount(request.target)
-        os.close(fd)
-        msg = f"FUSE INIT at {request.target} failed: {exc}"
-        _report(on_ready, msg)
-        raise MountError(msg) from None
+    held = request.extra.get("fuse_connection")
+    log_path = inodelog.path_for(request.target)
+    if held is not None:
+        fd = held["fd"]
+        session.adopt(held["minor"], held["flags"], held["generation"])
+        restored = session.ops.restore_inodes(inodelog.replay(log_path))
+        session.log(f"continuing the connection of a crashed server ({restored} inodes restored)")
+    else:
+        try:
+            fd, _fstype = mount_fuse(request.target)
+        except OSError as exc:
+            what = "/dev/fuse" if exc.filename == "/dev/fuse" else f"FUSE mount at {request.target}"
+            msg = f"{what} refused: {exc.strerror}"
+            _report(on_ready, msg)
+            raise MountError(msg) from None
+        try:
+            complete_init(session, fd)
+        except (InitFailed, OSError) as exc:
+            _unmount(request.target)
+            os.close(fd)
+            msg = f"FUSE INIT at {request.target} failed: {exc}"
+            _report(on_ready, msg)
+            raise MountError(msg) from None
+    conn = daemon.SUPERVISOR_CONN
+    if conn is not None:
+        session.ops.path_events = []
+        session.path_log = inodelog.open_log(log_path, fresh=held is None)
+        if held is None:
+            import json
+            import socket
+
+            # Before readiness: the supervisor takes it along with "ok".
+            socket.send_fds(conn, [json.dumps({"minor": session.proto_minor, "flags": session.init_flags}).encode()],
+                            [fd])
 
     record = register_mount(request, "fuse-raw")
     try:
@@ -590,5 +659,8 @@ def serve_request(request, on_ready=None) -> None:
         try:
             _unmount(request.target)
             os.close(fd)
+            if session.path_log is not None:
+                os.close(session.path_log)
+                inodelog.remove(log_path)
         finally:
             registry.remove(request.target, record.mntns)
