@@ -11,7 +11,6 @@ discards it too.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping
 
 KIND = "overlay-sysctl"
@@ -40,19 +39,9 @@ def snapshot(files: dict) -> dict:
 
 
 def save(files: dict, path: str) -> None:
-    data = json.dumps({"kind": KIND, "values": snapshot(files)}).encode()
-    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-    tmp = f"{path}.{os.getpid()}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-    try:
-        os.fchmod(fd, 0o600)
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+    from .registry import write_atomically
+
+    write_atomically(path, json.dumps({"kind": KIND, "values": snapshot(files)}).encode())
 
 
 def load_into(files: dict, path: str) -> str | None:

@@ -53,13 +53,26 @@ def _path(mntns: str, target: str) -> str:
     return os.path.join(run_dir(), f"mount-{mntns}-{digest}.json")
 
 
-def save(record: MountRecord) -> None:
-    os.makedirs(run_dir(), mode=0o700, exist_ok=True)
-    path = _path(record.mntns, record.target)
+def write_atomically(path: str, data: bytes) -> None:
+    """Replace ``path`` with ``data`` so that a reader (or a crash) sees the
+    old file or the new one, never a part: a 0600 temporary file, fsync,
+    rename. Every file fakefs keeps in the run directory is written so."""
+    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
     tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(asdict(record), f)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)  # whatever the umask, and if tmp existed
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
     os.replace(tmp, path)
+
+
+def save(record: MountRecord) -> None:
+    write_atomically(_path(record.mntns, record.target), json.dumps(asdict(record)).encode())
 
 
 def load(target: str, mntns: str | None = None) -> MountRecord | None:

@@ -29,19 +29,7 @@ def path_for(target: str, mntns: str | None = None) -> str:
 
 
 def save(model, path: str) -> None:
-    data = json.dumps(dump(model), separators=(",", ":")).encode()
-    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-    tmp = f"{path}.{os.getpid()}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-    try:
-        os.fchmod(fd, 0o600)  # whatever the umask, and if tmp existed
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+    registry.write_atomically(path, json.dumps(dump(model), separators=(",", ":")).encode())
 
 
 def load_into(model, path: str) -> str | None:

@@ -8,7 +8,7 @@ import json
 import os
 
 from ..mountinfo import mount_namespace_id
-from ..registry import run_dir
+from ..registry import run_dir, write_atomically
 
 
 def journal_path(mntns: str | None = None) -> str:
@@ -34,10 +34,4 @@ def write(applied: list[dict], mntns: str | None = None) -> None:
         except FileNotFoundError:
             pass
         return
-    tmp = f"{path}.{os.getpid()}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump({"applied": applied}, f, indent=1)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    write_atomically(path, json.dumps({"applied": applied}, indent=1).encode())
