@@ -9,11 +9,12 @@ crashes. Each mount fixture still unmounts and stops its daemon itself.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 
 import pytest
 
-from tests.support import fakefs, is_mounted, require_root_and_fuse, wait_for
+from tests.support import FUSE_BACKENDS, fakefs, is_mounted, require_root_and_fuse, wait_for
 
 _RUN_DIR = tempfile.mkdtemp(prefix="fakefs-test-run-")
 os.environ["FAKEFS_RUN_DIR"] = _RUN_DIR
@@ -24,6 +25,15 @@ def pytest_configure(config):
         from fakefs.sysmount import unshare_mount_namespace
 
         unshare_mount_namespace()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    # One run directory per session on the host's /tmp: removed after a
+    # green run, kept (with its daemon logs) after a failing one.
+    if exitstatus == 0:
+        shutil.rmtree(_RUN_DIR, ignore_errors=True)
+    else:
+        print(f"\nfakefs run directory (daemon logs): {_RUN_DIR}")
 
 
 class FakeMount:
@@ -77,11 +87,6 @@ def mount_fakefs():
         assert wait_for(lambda: not is_mounted(path)), f"{path} still mounted"
         os.rmdir(path)
     os.rmdir(scratch)
-
-
-# The FUSE transports that serve the same FsOps: every real-mount test runs
-# against each (pyfuse3, and the raw /dev/fuse protocol server).
-FUSE_BACKENDS = ["fuse", "fuse-raw"]
 
 
 @pytest.fixture(params=FUSE_BACKENDS)

@@ -12,6 +12,11 @@ import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FAKEFS = [sys.executable, "-m", "fakefs"]
+# The FUSE transports that serve the same FsOps: every real-mount test runs
+# against each (pyfuse3, and the raw /dev/fuse protocol server). Here, not in
+# conftest.py: importing conftest as tests.conftest would run it twice (a
+# second run directory, FAKEFS_RUN_DIR switched under the session).
+FUSE_BACKENDS = ["fuse", "fuse-raw"]
 
 
 def require(condition: bool, reason: str) -> None:
@@ -48,3 +53,20 @@ def wait_for(pred, timeout: float = 5.0, interval: float = 0.02) -> bool:
             return True
         time.sleep(interval)
     return pred()
+
+
+def wait_state_saved(target: str, since_ns: int, timeout: float = 5.0) -> None:
+    """Wait until the state file of ``target`` was written after ``since_ns``
+    (time.time_ns() taken after the last change), instead of guessing how
+    long the saver takes on a loaded machine."""
+    from fakefs import statefile
+
+    path = statefile.path_for(os.path.realpath(target))
+
+    def saved() -> bool:
+        try:
+            return os.stat(path).st_mtime_ns >= since_ns
+        except FileNotFoundError:
+            return False
+
+    assert wait_for(saved, timeout), f"state of {target} not saved within {timeout}s"

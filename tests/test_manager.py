@@ -89,6 +89,8 @@ def test_dry_run_prints_the_plan_and_changes_nothing():
 GVISOR_LIKE = """
 set -e
 export GV=$(mktemp -d /tmp/fakefs-gv-XXXXXX)
+# The directory is on the host's /tmp; its tmpfs dies with the namespace.
+trap 'umount -l $GV 2>/dev/null; rmdir $GV' EXIT
 # Make this namespace look like gVisor's /proc/sys: vm has overcommit_memory
 # read-only and no panic_on_oom; kernel has no panic*, no keys/, no cap_last_cap.
 mount -t tmpfs none $GV

@@ -24,7 +24,7 @@ from fakefs.model.errors import KernelError
 from fakefs.model.host import StaticProcessTable
 from fakefs.model.state import StateError, dump, restore
 from fakefs.model.tree import CgroupModel
-from tests.support import fakefs, is_mounted, wait_for
+from tests.support import fakefs, is_mounted, wait_for, wait_state_saved
 from tests.test_model_stateful import HOST, CgroupModelMachine, RulesMachine
 
 
@@ -212,10 +212,17 @@ def test_state_survives_kill_9(cgmount):
     sleeper = __import__("subprocess").Popen(["sleep", "60"])
     try:
         cgmount.write("pids/job/inner/cgroup.procs", str(sleeper.pid))
-        time.sleep(0.15)  # the saver's period has passed
+        changed = time.time_ns()
+        time.sleep(0.1)  # a save already under way may predate the change
+        wait_state_saved(target, changed)
         rec = registry.load(os.path.realpath(target))
         os.kill(rec.pid, signal.SIGKILL)
-        assert wait_for(lambda: not rec.alive)
+        # The server dies with its supervisor, but a moment later (its
+        # PDEATHSIG is sent as the supervisor exits): a request made while it
+        # still lives is aborted (ECONNABORTED), not refused. Only once both
+        # are gone is the mount stale.
+        server = registry.MountRecord("", rec.server_pid, "", "", "", 0)
+        assert wait_for(lambda: not rec.alive and not server.alive)
         with pytest.raises(OSError) as exc:
             cgmount.read("pids", "job", "pids.max")
         assert exc.value.errno == errno.ENOTCONN

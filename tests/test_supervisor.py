@@ -17,8 +17,8 @@ import time
 import pytest
 
 from fakefs import registry
-from tests.conftest import FUSE_BACKENDS
-from tests.support import fakefs, is_mounted, require_root_and_fuse, wait_for
+from tests.support import (FUSE_BACKENDS, fakefs, is_mounted, require_root_and_fuse, wait_for,
+                           wait_state_saved)
 from tests.test_manager import GVISOR_LIKE, run_in_new_ns
 
 pytestmark = pytest.mark.fuse
@@ -53,7 +53,9 @@ def test_kill_9_of_the_server_heals_the_mount(mount_fakefs, backend):
     m.write("pids/job/pids.max", "17")
     os.mkdir(m.p("cpu", "app"))
     m.write("cpu/app/cpu.shares", "512")
-    time.sleep(0.15)  # past the state file's save period
+    changed = time.time_ns()
+    time.sleep(0.1)  # a save already under way may predate the change
+    wait_state_saved(m.path, changed)
     for round_ in range(2):  # a second crash heals as well
         rec, killed_at = _kill_server(m.path)
         assert wait_for(lambda: _read_or_none(m.p("pids", "job", "pids.max")) == "17\n", RECOVERY), \
@@ -88,7 +90,9 @@ def test_fuse_raw_connection_outlives_its_server(mount_fakefs):
     m.write("pids/job/moved/pids.max", "5")
     old_fd = os.open(m.p("pids", "job", "pids.max"), os.O_RDONLY)
     try:
-        time.sleep(0.15)
+        changed = time.time_ns()
+        time.sleep(0.1)  # a save already under way may predate the change
+        wait_state_saved(m.path, changed)
         rec, killed_at = _kill_server(m.path)
         # Straight after the kill, in a separate process (a bug would hang it):
         # answered by the next server, never ENOTCONN.
@@ -133,8 +137,11 @@ def test_repeated_crashes_give_up(mount_fakefs, monkeypatch):
     # RESTART_LIMIT restarts within the window, then the mount stays stale
     from fakefs.supervisor import RESTART_LIMIT
     for _ in range(RESTART_LIMIT + 1):
-        rec = _record(m.path)
         assert wait_for(lambda: _read_or_none(m.p("cpu", "cpu.shares")) is not None, RECOVERY)
+        # Only now: a server registers itself before it answers, so the record
+        # names the one that answered (read before, it can still name the one
+        # just killed while its successor starts).
+        rec = _record(m.path)
         seen.add(rec.server_pid)
         os.kill(rec.server_pid, signal.SIGKILL)
         assert wait_for(lambda: not registry.MountRecord("", rec.server_pid, "", "", "", 0).alive)

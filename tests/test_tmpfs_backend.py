@@ -337,16 +337,16 @@ def test_kubelet_profile_with_the_tmpfs_backend_in_a_gvisor_like_proc_sys():
     from tests.test_manager import GVISOR_LIKE
 
     inner = f"""
-{sys.executable} {CHECK} > /tmp/fakefs-gv/out.json; echo check=$?
+{sys.executable} {CHECK} > $GV/out.json; echo check=$?
 {sys.executable} -c 'from fakefs.mountinfo import mounts_at; m = mounts_at("/proc/sys/vm")[-1]; print(m.root, m.fstype)'
 echo 3 > /proc/sys/vm/panic_on_oom; sleep 0.5; cat /proc/sys/vm/panic_on_oom
 """
     script = GVISOR_LIKE + f"""
-cat > /tmp/fakefs-gv/inner.sh <<'INNER'
+cat > $GV/inner.sh <<'INNER'
 {inner}
 INNER
-{sys.executable} -m fakefs run --backend tmpfs --profile kubelet -- sh /tmp/fakefs-gv/inner.sh
-cat /tmp/fakefs-gv/out.json
+{sys.executable} -m fakefs run --backend tmpfs --profile kubelet -- sh $GV/inner.sh
+cat $GV/out.json
 """
     res = _in_new_ns(script)
     assert res.returncode == 0, res.stdout + res.stderr

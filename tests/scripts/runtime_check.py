@@ -19,6 +19,7 @@ cgroup2 mount. It must run in a mount namespace of its own.
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -143,6 +144,7 @@ def check(runtime: str, bundle: str, cid: str, parent: str, stats: bool) -> dict
             proc.kill()
             proc.wait()
         subprocess.run(base + ["delete", "--force", cid], capture_output=True)
+        shutil.rmtree(state, ignore_errors=True)  # the runtime's own state dir, on the host's /tmp
         if os.path.exists(release):
             os.unlink(release)
     report["after"] = {name: os.path.exists(os.path.join(CG, name, parent, cid)) for name in hierarchies()}
@@ -150,9 +152,10 @@ def check(runtime: str, bundle: str, cid: str, parent: str, stats: bool) -> dict
     return report
 
 
-def legacy_layout() -> None:
+def legacy_layout() -> str:
     """A private tmpfs over /sys/fs/cgroup with the authentic v1 mounts bound
-    back: no hybrid cgroup2 mount, nothing written to the host's tmpfs."""
+    back: no hybrid cgroup2 mount, nothing written to the host's tmpfs.
+    Returns the stash directory (see drop_stash)."""
     stash = tempfile.mkdtemp(prefix="fakefs-legacy-stash-")
     v1 = [name for name, (fstype, _) in hierarchies().items() if fstype == "cgroup"]
     for name in v1:
@@ -162,6 +165,24 @@ def legacy_layout() -> None:
     for name in v1:
         os.mkdir(os.path.join(CG, name))
         mount(os.path.join(stash, name), os.path.join(CG, name), None, MS_BIND | MS_REC)
+    return stash
+
+
+def drop_stash(stash: str) -> None:
+    """Remove the stash from the host's /tmp: detach its binds of the real
+    hierarchies first, then rmdir only (never a recursive delete: below a
+    bind still attached are real cgroups)."""
+    for name in os.listdir(stash):
+        path = os.path.join(stash, name)
+        try:
+            umount(path, detach=True)
+            os.rmdir(path)
+        except OSError:
+            pass
+    try:
+        os.rmdir(stash)
+    except OSError:
+        pass
 
 
 def main(argv: list[str]) -> int:
@@ -169,9 +190,11 @@ def main(argv: list[str]) -> int:
         from fakefs.sysmount import unshare_mount_namespace
 
         unshare_mount_namespace()
-        legacy_layout()
-        rest = argv[1:]
-        return subprocess.call(rest)
+        stash = legacy_layout()
+        try:
+            return subprocess.call(argv[1:])
+        finally:
+            drop_stash(stash)
     runtime, bundle, cid, parent = argv[:4]
     print(json.dumps(check(runtime, bundle, cid, parent, "--stats" in argv[4:])))
     return 0
