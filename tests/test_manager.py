@@ -7,17 +7,14 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import signal
 import subprocess
 import sys
 
 import pytest
 
-from fakefs.manager.plan import Step, make_plan
+from fakefs.manager.plan import make_plan
 from fakefs.manager.profile import ProfileError, load
-from fakefs.sysmount import MS_BIND, MS_REC, mount, umount
-from tests.support import REPO, fakefs, require_root_and_fuse, wait_for
+from tests.support import REPO, fakefs, require_root_and_fuse
 
 pytestmark = pytest.mark.fuse
 CHECK = os.path.join(REPO, "tests", "scripts", "kubelet_tunables_check.py")

@@ -24,7 +24,6 @@ from fakefs.model.controllers import devices as dev_mod
 from fakefs.model.controllers import memory as mem_mod
 from fakefs.model.controllers.cpuset import CPUSET
 from fakefs.model.controllers.freezer import FREEZER
-from fakefs.model.controllers.pids import PIDS
 from fakefs.model.errors import KernelError
 from fakefs.model.host import HostFacts, StaticProcessTable
 from fakefs.model.tree import DEFAULT_HIERARCHIES, CgroupModel

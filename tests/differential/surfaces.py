@@ -38,7 +38,7 @@ import pytest
 
 from fakefs.model.errors import KernelError
 from fakefs.model.host import HostFacts, StaticProcessTable
-from fakefs.model.kparse import kernel_strstrip, kstrtoll, parse_cpulist
+from fakefs.model.kparse import kernel_strstrip, kstrtoll
 from fakefs.model.tree import CgroupModel
 
 Outcome = tuple  # ("ok", value) | ("err", "ENAME") | ("exc", "Type: msg")
