@@ -35,8 +35,19 @@ def main() -> int:
     if os.geteuid() != 0:
         print("fakefs demo: must run as root", file=sys.stderr)
         return 1
-    unshare_mount_namespace()
     cli = [sys.executable, "-m", "fakefs"]
+    step("fakefs probe: what this machine allows")
+    import json
+
+    probe = subprocess.run(cli + ["probe", "--json"], capture_output=True, text=True)
+    try:
+        report = json.loads(probe.stdout)
+        print(f"  gVisor: {report['gvisor']}; --backend auto uses: {report['auto_backend']}")
+        for name, verdict in report["consumers"].items():
+            print(f"  {name}: {'runs' if verdict['runs'] else 'stops at: ' + str(verdict['first_blocker'])}")
+    except (ValueError, KeyError):
+        print("  probe failed:", probe.stderr.strip())
+    unshare_mount_namespace()
     res = subprocess.run(cli + ["mount", TARGET], capture_output=True, text=True)
     if res.returncode != 0:
         print(res.stderr.strip(), file=sys.stderr)
