@@ -164,6 +164,40 @@ class Handler:
     def write(self, data: list, text: str, pos: int = 0, page_size: int = DEFAULT_PAGE_SIZE) -> int:
         raise NotImplementedError
 
+    @staticmethod
+    def _write_vector(data: list, text: str, pos: int, page_size: int, count: int,
+                      convert: Callable[[int, bool], int]) -> int:
+        """The element loop __do_proc_dointvec() and
+        __do_proc_doulongvec_minmax() share: up to ``count`` values separated
+        by blanks, each stored as soon as ``convert(magnitude, negative)``
+        accepts it (a later failure keeps the earlier ones); the count of
+        bytes consumed is returned. Strict mode: a write at a non-zero
+        position is ignored but reported as written."""
+        if not text:
+            return 0
+        if pos:
+            return len(text)
+        cur = _Cursor(text, page_size)
+        first = True
+        err: KernelError | None = None
+        for index in range(count):
+            cur.skip_spaces()
+            if not cur.left:
+                break
+            try:
+                data[index] = convert(*cur.get_long())
+            except KernelError as e:
+                err = e
+                break
+            first = False
+        if err is None:
+            cur.skip_spaces()
+        if first:
+            raise err or einval("nothing written")
+        if err is not None:
+            raise err  # earlier elements stay stored, as in the kernel
+        return len(text) - cur.left
+
     def parse_initial(self, text: str) -> list:
         """Seed from a host file's text (trusted; no validation)."""
         return [int(tok) for tok in text.split()]
@@ -220,35 +254,11 @@ class IntVec(Handler):
         return val
 
     def write(self, data: list, text: str, pos: int = 0, page_size: int = DEFAULT_PAGE_SIZE) -> int:
-        count = len(text)
-        if count == 0:
-            return 0
-        if pos:
-            return count  # strict mode: ignored, reported written
-        cur = _Cursor(text, page_size)
-        first = True
-        err: KernelError | None = None
-        for index in range(self.count):
-            if not cur.left:
-                break
-            cur.skip_spaces()
-            if not cur.left:
-                break
-            try:
-                lval, neg = cur.get_long()
-                val = self._conv(lval, neg)
-            except KernelError as e:
-                err = e
-                break
-            data[index] = self.post(val) if self.post else val
-            first = False
-        if err is None and cur.left:
-            cur.skip_spaces()
-        if first:
-            raise err or einval("nothing written")
-        if err is not None:
-            raise err  # earlier elements stay stored, as in the kernel
-        return count - cur.left
+        def convert(lval: int, neg: bool) -> int:
+            val = self._conv(lval, neg)
+            return self.post(val) if self.post else val
+
+        return self._write_vector(data, text, pos, page_size, self.count, convert)
 
 
 @dataclass
@@ -300,43 +310,19 @@ class ULongVec(Handler):
     def format(self, data: list) -> str:
         return "\t".join(str(v) for v in data[: self.count]) + "\n"
 
+    def _conv(self, val: int, neg: bool) -> int:
+        # 6.18 refuses a sign (older kernels skipped the value):
+        # measured "-1" and "-0" -> EINVAL.
+        if neg:
+            raise einval("negative")
+        if (self.minimum is not None and val < self.minimum) or (
+            self.maximum is not None and val > self.maximum
+        ):
+            raise einval("out of range")
+        return val
+
     def write(self, data: list, text: str, pos: int = 0, page_size: int = DEFAULT_PAGE_SIZE) -> int:
-        count = len(text)
-        if count == 0:
-            return 0
-        if pos:
-            return count
-        cur = _Cursor(text, page_size)
-        first = True
-        err: KernelError | None = None
-        for index in range(self.count):
-            if not cur.left:
-                break
-            cur.skip_spaces()
-            if not cur.left:
-                break
-            try:
-                val, neg = cur.get_long()
-                # 6.18 refuses a sign (older kernels skipped the value):
-                # measured "-1" and "-0" -> EINVAL.
-                if neg:
-                    raise einval("negative")
-                if (self.minimum is not None and val < self.minimum) or (
-                    self.maximum is not None and val > self.maximum
-                ):
-                    raise einval("out of range")
-            except KernelError as e:
-                err = e
-                break
-            data[index] = val
-            first = False
-        if err is None:
-            cur.skip_spaces()
-        if first:
-            raise err or einval("nothing written")
-        if err is not None:
-            raise err
-        return count - cur.left
+        return self._write_vector(data, text, pos, page_size, self.count, self._conv)
 
 
 @dataclass
