@@ -42,7 +42,7 @@ from ..model.cftype import WriteContext
 from ..model.errors import KernelError
 from .nodes import Attr, Node
 
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 # O_NONBLOCK: if a real file was swapped for a FIFO, opening it must not hang
 # the daemon (the fstat check below then refuses it). Harmless on procfs.
 _FILE_FLAGS = os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK
@@ -78,7 +78,7 @@ class DirFd:
 
     @classmethod
     def open(cls, path: str) -> "DirFd":
-        return cls(os.open(path, _DIR_FLAGS))
+        return cls(os.open(path, DIR_FLAGS))
 
     def close(self) -> None:
         if self.owned and self.fd >= 0:
@@ -103,27 +103,51 @@ def _split(relpath: str) -> tuple[str, ...]:
     return parts
 
 
-@contextmanager
-def _open_dir(owner: DirFd, parts: tuple[str, ...]) -> Iterator[int]:
-    """An fd for the real directory ``parts`` below the owner's fd, each
-    component opened O_DIRECTORY|O_NOFOLLOW relative to its parent: a
-    directory replaced by a symlink is never entered."""
-    if owner.fd < 0:
-        raise KernelError(errno.ENOENT, "real view closed")
-    fd = owner.fd
+def open_dir_beneath(top_fd: int, parts) -> int:
+    """An fd for the directory ``parts`` below ``top_fd``, each component
+    opened O_DIRECTORY|O_NOFOLLOW relative to its parent, so a directory
+    replaced by a symlink is never entered. Returns ``top_fd`` itself for no
+    parts (the caller closes any other fd); raises the failing os.open's
+    OSError, whose filename is the component."""
+    fd = top_fd
     try:
         for part in parts:
-            try:
-                nfd = os.open(part, _DIR_FLAGS, dir_fd=fd)
-            except OSError as exc:
-                if exc.errno in (errno.ELOOP, errno.ENOTDIR):
-                    # The directory this node stood for is gone (now a
-                    # symlink or a file): the node no longer exists.
-                    raise KernelError(errno.ENOENT, part) from None
-                raise _kerr(exc, part) from None
-            if fd != owner.fd:
+            nfd = os.open(part, DIR_FLAGS, dir_fd=fd)
+            if fd != top_fd:
                 os.close(fd)
             fd = nfd
+    except BaseException:
+        if fd != top_fd:
+            os.close(fd)
+        raise
+    return fd
+
+
+@contextmanager
+def dir_beneath(top_fd: int, parts) -> Iterator[int]:
+    """open_dir_beneath() for the length of a ``with`` block."""
+    fd = open_dir_beneath(top_fd, parts)
+    try:
+        yield fd
+    finally:
+        if fd != top_fd:
+            os.close(fd)
+
+
+@contextmanager
+def _open_dir(owner: DirFd, parts: tuple[str, ...]) -> Iterator[int]:
+    """dir_beneath() of the owner's fd, with failures as the view's errnos."""
+    if owner.fd < 0:
+        raise KernelError(errno.ENOENT, "real view closed")
+    try:
+        fd = open_dir_beneath(owner.fd, parts)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+            # The directory this node stood for is gone (now a symlink or a
+            # file): the node no longer exists.
+            raise KernelError(errno.ENOENT, exc.filename) from None
+        raise _kerr(exc, exc.filename) from None
+    try:
         yield fd
     finally:
         if fd != owner.fd:
@@ -221,7 +245,7 @@ class RealDir(_ProcfsDirRules, _RealEntry):
         with _open_dir(self.owner, self.parts) as fd:
             # A fresh open file description for the listing: os.scandir(fd)
             # would dup() the shared fd and move its offset under other users.
-            lfd = os.open(".", _DIR_FLAGS, dir_fd=fd)
+            lfd = os.open(".", DIR_FLAGS, dir_fd=fd)
             try:
                 with os.scandir(lfd) as it:
                     return [e.name for e in it]

@@ -24,14 +24,13 @@ import errno
 import itertools
 import os
 import stat
-from contextlib import contextmanager
-from typing import Callable, Iterator
+from typing import Callable
 
+from ..fs.mergedfs import DIR_FLAGS, dir_beneath
 from ..fs.nodes import Node
 from ..model.cftype import WriteContext
 from ..model.errors import KernelError
 
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
 # Files where each line a consumer leaves is one write() on the kernel (one
 # PID or one rule per write): a shell loop appending several ends up here.
@@ -84,19 +83,9 @@ class Mirror:
         self.on_moved_dir: Callable[[str, str], None] = lambda old, new: None
 
     # -- disk access ------------------------------------------------------------
-    @contextmanager
-    def _dir(self, rel: str) -> Iterator[int]:
-        fd = self.tree_fd
-        try:
-            for part in rel.split("/") if rel else []:
-                nfd = os.open(part, _DIR_FLAGS, dir_fd=fd)
-                if fd != self.tree_fd:
-                    os.close(fd)
-                fd = nfd
-            yield fd
-        finally:
-            if fd != self.tree_fd:
-                os.close(fd)
+    def _dir(self, rel: str):
+        """The mirrored directory ``rel`` (never through a symlink)."""
+        return dir_beneath(self.tree_fd, rel.split("/") if rel else [])
 
     def read_disk(self, rel: str) -> bytes | None:
         """A file's bytes on disk; None when it is missing or not a regular file."""
@@ -120,7 +109,7 @@ class Mirror:
         """name -> "dir"/"file"/"link"/"other" of a directory on disk."""
         try:
             with self._dir(rel) as dfd:
-                lfd = os.open(".", _DIR_FLAGS, dir_fd=dfd)
+                lfd = os.open(".", DIR_FLAGS, dir_fd=dfd)
                 try:
                     with os.scandir(lfd) as it:
                         out = {}
