@@ -70,18 +70,23 @@ class LiveStats:
         return now - read_at < self.window_ns
 
     # -- threads ------------------------------------------------------------------
-    def threads(self, tids: Iterable[int]) -> Mapping[int, ThreadCpu]:
+    def _cached(self, cache: dict, keys: Iterable[int], read) -> dict:
+        """``read(key)`` for each key, through ``cache`` (key -> (read_at,
+        value or None)) within the window: a burst of reads costs one scan."""
         now = self.now_ns()
-        out: dict[int, ThreadCpu] = {}
-        for tid in tids:
-            cached = self._threads.get(tid)
+        out: dict = {}
+        for key in keys:
+            cached = cache.get(key)
             if cached is None or not self._fresh(cached[0], now):
-                cached = (now, self._read_thread(tid))
-                self._threads[tid] = cached
+                cached = (now, read(key))
+                cache[key] = cached
             if cached[1] is not None:
-                out[tid] = cached[1]
-        self._forget(self._threads, now)
+                out[key] = cached[1]
+        self._forget(cache, now)
         return out
+
+    def threads(self, tids: Iterable[int]) -> Mapping[int, ThreadCpu]:
+        return self._cached(self._threads, tids, self._read_thread)
 
     def _read_thread(self, tid: int) -> ThreadCpu | None:
         stat = _read(f"{self.proc}/{tid}/stat")
@@ -110,17 +115,7 @@ class LiveStats:
 
     # -- processes -----------------------------------------------------------------
     def processes(self, tgids: Iterable[int]) -> Mapping[int, ProcessMemory]:
-        now = self.now_ns()
-        out: dict[int, ProcessMemory] = {}
-        for tgid in tgids:
-            cached = self._processes.get(tgid)
-            if cached is None or not self._fresh(cached[0], now):
-                cached = (now, self._read_process(tgid))
-                self._processes[tgid] = cached
-            if cached[1] is not None:
-                out[tgid] = cached[1]
-        self._forget(self._processes, now)
-        return out
+        return self._cached(self._processes, tgids, self._read_process)
 
     def _read_process(self, tgid: int) -> ProcessMemory | None:
         status = _read(f"{self.proc}/{tgid}/status")
