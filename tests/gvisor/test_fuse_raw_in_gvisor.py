@@ -11,35 +11,16 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import signal
 import subprocess
 import sys
 
 import pytest
 
-from tests.support import REPO, require
+from tests.gvisor.sandbox import runsc_do
 
 pytestmark = pytest.mark.gvisor
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-SANDBOX_TIMEOUT = 180
-
-
-def runsc_do(*cmd: str, timeout: float = SANDBOX_TIMEOUT) -> subprocess.CompletedProcess:
-    runsc = shutil.which("runsc")
-    require(runsc is not None, "needs runsc (gVisor)")
-    require(os.geteuid() == 0, "runsc do needs root")
-    env_args = ["env", f"PYTHONPATH={REPO}", "FAKEFS_RUN_DIR=/tmp/fakefs-gvisor-run"]
-    proc = subprocess.Popen([runsc, "--network=none", "do", *env_args, *cmd], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, cwd=REPO, start_new_session=True)
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        out, err = proc.communicate()
-        pytest.fail(f"runsc do {' '.join(cmd)} overran {timeout}s\n{out}\n{err}")
-    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
 def report_of(res: subprocess.CompletedProcess) -> dict:

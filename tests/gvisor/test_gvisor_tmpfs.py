@@ -9,40 +9,25 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import textwrap
 
 import pytest
 
+from tests.gvisor.sandbox import runsc_do
 from tests.support import REPO, require
 
 pytestmark = pytest.mark.gvisor
-RUNSC_TIMEOUT = 180
 CHECK = os.path.join(REPO, "tests", "scripts", "kubelet_tunables_check.py")
 
 
-def runsc(tmp_path, script: str, timeout: float = RUNSC_TIMEOUT) -> subprocess.CompletedProcess:
-    """Run a Python script (after PRELUDE) inside `runsc --network=none do`; the whole
-    sandbox is killed if it outlives ``timeout``."""
-    require(os.geteuid() == 0, "needs root (runsc)")
-    require(shutil.which("runsc") is not None, "needs runsc (Debian package runsc)")
+def runsc(tmp_path, script: str) -> subprocess.CompletedProcess:
+    """Run a Python script (after PRELUDE) inside the sandbox."""
     path = tmp_path / "driver.py"
     path.write_text(PRELUDE + textwrap.dedent(script))
     os.chmod(tmp_path, 0o755)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FAKEFS_")}
-    env.update(PYTHONPATH=REPO, FAKEFS_RUN_DIR="/tmp/fakefs-gvisor-run")
-    proc = subprocess.Popen(["runsc", "--network=none", "do", "--cwd", REPO, sys.executable, str(path)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO,
-                            start_new_session=True)
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        out, err = proc.communicate()
-        pytest.fail(f"runsc did not finish within {timeout} s:\n{out}\n{err}")
-    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+    return runsc_do(sys.executable, str(path))
 
 
 def results(res: subprocess.CompletedProcess) -> dict:
