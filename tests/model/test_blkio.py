@@ -15,6 +15,7 @@ import pytest
 from fakefs.model.controllers import blkio
 from fakefs.model.errors import KernelError
 from fakefs.model.tree import CgroupModel
+from tests import kernelio
 
 INVENTORY = Path(__file__).with_name("real_inventory.json")
 VDA = (254, 0)
@@ -33,14 +34,11 @@ def disk(monkeypatch):
 
 
 def write(h, cg, name, data):
-    raw = data.encode("latin-1") if isinstance(data, str) else data
-    return h.write_file(cg, "blkio." + name, raw)
+    return kernelio.write(h, cg, "blkio." + name, data)
 
 
 def err(h, cg, name, data):
-    with pytest.raises(KernelError) as info:
-        write(h, cg, name, data)
-    return info.value.errno
+    return kernelio.write_errno(h, cg, "blkio." + name, data)
 
 
 def read(h, cg, name):

@@ -17,6 +17,7 @@ from fakefs.model.controllers.cpuacct import CPUACCT, nsec_to_clock_t
 from fakefs.model.errors import KernelError
 from fakefs.model.host import HostFacts, StaticProcessTable
 from fakefs.model.tree import CgroupModel
+from tests.kernelio import write as w
 
 HOST = HostFacts(online_cpus=frozenset({0, 1}), nr_cpu_ids=2)
 
@@ -26,8 +27,6 @@ def setup(host=HOST):
     return model.hierarchy("cpuacct")
 
 
-def w(h, cg, name, data):
-    return h.write_file(cg, name, data.encode("latin-1"))
 
 
 def r(h, cg, name):

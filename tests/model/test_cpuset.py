@@ -21,6 +21,7 @@ from fakefs.model.controllers.cpuset import bitmap_parselist
 from fakefs.model.errors import KernelError
 from fakefs.model.host import HostFacts, StaticProcessTable
 from fakefs.model.tree import CgroupModel
+from tests.kernelio import write as w, write_errno as err
 
 HOST = HostFacts(online_cpus=frozenset({0, 1}), nr_cpu_ids=2, online_mems=frozenset({0}), nr_node_ids=1)
 
@@ -31,14 +32,8 @@ def setup(host=HOST):
     return model.hierarchy("cpuset"), procs
 
 
-def w(h, cg, name, data):
-    return h.write_file(cg, name, data.encode("latin-1"))
 
 
-def err(h, cg, name, data):
-    with pytest.raises(KernelError) as exc:
-        w(h, cg, name, data)
-    return exc.value.errno
 
 
 def r(h, cg, name):

@@ -16,6 +16,7 @@ import pytest
 from fakefs.model.cftype import WriteContext
 from fakefs.model.errors import KernelError
 from fakefs.model.tree import CgroupModel
+from tests import kernelio
 
 INVENTORY = Path(__file__).with_name("real_inventory.json")
 
@@ -26,14 +27,11 @@ def h():
 
 
 def write(h, cg, name, data, ctx=WriteContext()):
-    raw = data.encode("latin-1") if isinstance(data, str) else data
-    return h.write_file(cg, "devices." + name, raw, ctx)
+    return kernelio.write(h, cg, "devices." + name, data, ctx)
 
 
 def err(h, cg, name, data, ctx=WriteContext()):
-    with pytest.raises(KernelError) as info:
-        write(h, cg, name, data, ctx)
-    return info.value.errno
+    return kernelio.write_errno(h, cg, "devices." + name, data, ctx)
 
 
 def lst(h, cg):

@@ -17,6 +17,7 @@ from fakefs.model.controllers.freezer import FREEZER
 from fakefs.model.errors import KernelError
 from fakefs.model.host import HostFacts, StaticProcessTable
 from fakefs.model.tree import CgroupModel
+from tests.kernelio import write as w
 
 
 def setup():
@@ -29,8 +30,6 @@ def setup():
     return h, procs, p, c, g
 
 
-def w(h, cg, name, data):
-    return h.write_file(cg, name, data.encode("latin-1"))
 
 
 def look(h, cg):

@@ -11,6 +11,7 @@ from fakefs.model.controllers import hugetlb
 from fakefs.model.errors import KernelError
 from fakefs.model.host import HostFacts
 from fakefs.model.tree import CgroupModel
+from tests.kernelio import write, write_errno as errno_of
 
 UNLIMITED = 9223372036854771712
 MB2, GB1 = 2 << 20, 1 << 30
@@ -39,14 +40,8 @@ def cg(h):
     return h.mkdir(h.root, "c")
 
 
-def write(h, cg, name, text):
-    return h.write_file(cg, name, text.encode("latin-1"))
 
 
-def errno_of(h, cg, name, text):
-    with pytest.raises(KernelError) as exc:
-        write(h, cg, name, text)
-    return exc.value.errno
 
 
 @pytest.mark.parametrize("where", ["root", "child"])

@@ -13,6 +13,7 @@ from fakefs.model.controllers import memory
 from fakefs.model.errors import KernelError
 from fakefs.model.host import HostFacts
 from fakefs.model.tree import CgroupModel
+from tests.kernelio import read_errno, write, write_errno as errno_of
 
 UNLIMITED = 9223372036854771712  # PAGE_COUNTER_MAX * 4096, measured
 INVENTORY = json.loads((Path(__file__).parent / "real_inventory.json").read_text())
@@ -33,20 +34,10 @@ def cg(h):
     return h.mkdir(h.root, "c")
 
 
-def write(h, cg, name, text):
-    return h.write_file(cg, name, text.encode("latin-1"))
 
 
-def errno_of(h, cg, name, text):
-    with pytest.raises(KernelError) as exc:
-        write(h, cg, name, text)
-    return exc.value.errno
 
 
-def read_errno(h, cg, name):
-    with pytest.raises(KernelError) as exc:
-        h.read_file(cg, name)
-    return exc.value.errno
 
 
 # -- inventory --------------------------------------------------------------------

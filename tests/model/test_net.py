@@ -13,6 +13,7 @@ import pytest
 from fakefs.model.controllers import net_prio
 from fakefs.model.errors import KernelError
 from fakefs.model.tree import CgroupModel
+from tests.kernelio import write, write_errno as err
 
 VM_IFACES = ("lo", "ifb0", "ifb1", "eth0")
 
@@ -27,15 +28,8 @@ def vm_ifaces(monkeypatch):
     monkeypatch.setattr(net_prio, "NET_INTERFACES", VM_IFACES)
 
 
-def write(h, cg, name, data):
-    raw = data.encode("latin-1") if isinstance(data, str) else data
-    return h.write_file(cg, name, raw)
 
 
-def err(h, cg, name, data):
-    with pytest.raises(KernelError) as info:
-        write(h, cg, name, data)
-    return info.value.errno
 
 
 # -- net_cls ----------------------------------------------------------------------

@@ -17,6 +17,7 @@ from fakefs.model.controllers.pids import PIDS
 from fakefs.model.errors import KernelError
 from fakefs.model.host import HostFacts, StaticProcessTable
 from fakefs.model.tree import CgroupModel
+from tests.kernelio import write as w
 
 
 def setup():
@@ -25,8 +26,6 @@ def setup():
     return model.hierarchy("pids"), procs
 
 
-def w(h, cg, name, data):
-    return h.write_file(cg, name, data.encode("latin-1"))
 
 
 def r(h, cg, name):

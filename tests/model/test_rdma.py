@@ -19,6 +19,7 @@ import pytest
 from fakefs.model.controllers import rdma
 from fakefs.model.errors import KernelError
 from fakefs.model.tree import CgroupModel
+from tests import kernelio
 
 CORE_ROOT_FILES = ["cgroup.clone_children", "cgroup.procs", "cgroup.sane_behavior", "notify_on_release",
                    "release_agent", "tasks"]
@@ -36,13 +37,11 @@ def device(monkeypatch):
 
 
 def write(h, cg, data):
-    return h.write_file(cg, "rdma.max", data.encode("latin-1"))
+    return kernelio.write(h, cg, "rdma.max", data)
 
 
 def err(h, cg, data):
-    with pytest.raises(KernelError) as info:
-        write(h, cg, data)
-    return info.value.errno
+    return kernelio.write_errno(h, cg, "rdma.max", data)
 
 
 # -- perf_event ---------------------------------------------------------------------
