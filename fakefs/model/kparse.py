@@ -146,11 +146,6 @@ def c_string(text: str) -> str:
     return text.split("\0", 1)[0]
 
 
-def kstrstrip(text: str) -> str:
-    """strstrip() on the C string."""
-    return kernel_strstrip(c_string(text))
-
-
 # -- bitmap_parselist (lib/bitmap-str.c) -----------------------------------
 
 def _end_of_str(c: str) -> bool:

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 from ..cftype import ControlFile, Controller, Placement, WriteContext
 from ..errors import KernelError, einval
-from ..kparse import format_cpulist, kstrtoll, kstrtoull
+from ..kparse import bitmap_parselist, format_cpulist, kernel_strstrip, kstrtoll, kstrtoull
 
 # Kernel configuration of the measured VM: they size the write buffers
 # (cftype.max_write_len = 100 + 6 * NR_CPUS / MAX_NUMNODES) and the node
@@ -39,10 +39,6 @@ MAX_NUMNODES = 1 << 10
 # sched_domain_level_max of the measured VM; a HostFacts attribute of the
 # same name, if ever added, takes precedence.
 SCHED_DOMAIN_LEVEL_MAX = 1
-
-# The kernel's string helpers live in kparse; pids and freezer import these
-# names from here too.
-from ..kparse import bitmap_parselist, c_string, kstrstrip  # noqa: E402,F401
 
 # -- state ------------------------------------------------------------------
 
@@ -149,7 +145,7 @@ def _mask_reader(key: str):
 
 def _write_cpus(cg, text: str, ctx: WriteContext) -> None:
     """cpuset_write_resmask() -> update_cpumask()."""
-    buf = kstrstrip(text)
+    buf = kernel_strstrip(text)
     if cg.is_root:
         raise KernelError(errno.EACCES, "top cpuset cpus are read-only")
     host = cg.hierarchy.model.host
@@ -164,7 +160,7 @@ def _write_cpus(cg, text: str, ctx: WriteContext) -> None:
 
 def _write_mems(cg, text: str, ctx: WriteContext) -> None:
     """cpuset_write_resmask() -> update_nodemask()."""
-    buf = kstrstrip(text)
+    buf = kernel_strstrip(text)
     if cg.is_root:
         raise KernelError(errno.EACCES, "top cpuset mems are read-only")
     host = cg.hierarchy.model.host
@@ -186,7 +182,7 @@ def _flag_file(name: str, key: str) -> ControlFile:
 
     def write(cg, text: str, ctx: WriteContext) -> None:
         # cpuset_update_flag() takes an int: the u64 is truncated to 32 bits.
-        on = (kstrtoull(c_string(text)) & 0xFFFFFFFF) != 0
+        on = (kstrtoull(text) & 0xFFFFFFFF) != 0
         CPUSET.validate_change(cg, CPUSET._trial(cg, **{key: on}))
         setattr(_st(cg), key, on)
 
@@ -200,14 +196,14 @@ def _relax_level_max(cg) -> int:
 
 def _write_relax(cg, text: str, ctx: WriteContext) -> None:
     """cpuset_write_s64() -> update_relax_domain_level()."""
-    value = kstrtoll(c_string(text))
+    value = kstrtoll(text)
     if value < -1 or value > _relax_level_max(cg) + 1:
         raise einval("relax domain level out of range")
     _st(cg).relax_domain_level = value
 
 
 def _write_pressure_enabled(cg, text: str, ctx: WriteContext) -> None:
-    _st(cg).memory_pressure_enabled = (kstrtoull(c_string(text)) & 0xFFFFFFFF) != 0
+    _st(cg).memory_pressure_enabled = (kstrtoull(text) & 0xFFFFFFFF) != 0
 
 
 CPUSET.files = (

@@ -26,7 +26,7 @@ from typing import Callable
 
 from ..cftype import ControlFile, Controller, Placement, WriteContext
 from ..errors import einval
-from .cpuset import kstrstrip
+from ..kparse import kernel_strstrip
 
 THAWED, FREEZING, FROZEN = "THAWED", "FREEZING", "FROZEN"
 
@@ -81,7 +81,7 @@ FREEZER = CONTROLLER = Freezer()
 
 def _write_state(cg, text: str, ctx: WriteContext) -> None:
     """freezer_write(): strstrip then strcmp against the two names."""
-    buf = kstrstrip(text)
+    buf = kernel_strstrip(text)
     if buf == THAWED:
         FREEZER.change_state(cg, False)
     elif buf == FROZEN:

@@ -33,7 +33,7 @@ from ..cftype import ControlFile, Controller, WriteContext
 from ..errors import KernelError, einval
 from ..host import HostFacts
 from ..kparse import kernel_strstrip
-from .memory import c_string, page_counter_max, page_counter_memparse
+from .memory import page_counter_max, page_counter_memparse
 
 SZ_1K, SZ_1M, SZ_1G = 1 << 10, 1 << 20, 1 << 30
 
@@ -186,7 +186,7 @@ def files_for_sizes(sizes) -> tuple[ControlFile, ...]:
             out += [
                 ControlFile(f"{pre}limit_in_bytes", 0o644,
                             lambda cg, h=hsize, r=rsvd: f"{_counter(cg, h, r).max * _page_size(cg)}\n",
-                            c_string(_limit_writer(hsize, rsvd))),
+                            _limit_writer(hsize, rsvd)),
                 ControlFile(f"{pre}usage_in_bytes", 0o444,
                             lambda cg, h=hsize, r=rsvd: f"{usage_bytes(cg, h, r)}\n", live=True),
                 ControlFile(f"{pre}max_usage_in_bytes", 0o644,

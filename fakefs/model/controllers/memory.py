@@ -469,25 +469,7 @@ def _write_event_control(cg, text: str, ctx: WriteContext) -> None:
     _st(cg).event_registrations.append((efd, cfd, args))
 
 
-def c_string(writer):
-    """kernfs hands write handlers a NUL-terminated buffer and every parser
-    stops at the first NUL (measured: "1\\0" sets 1, "\\0" sets limit 0).
-    Belongs in Hierarchy.write_file for all controllers; applied here until
-    then (idempotent)."""
-
-    def write(cg, text: str, ctx: WriteContext) -> None:
-        writer(cg, text.split("\0", 1)[0], ctx)
-
-    return write
-
-
-def _with_c_strings(files):
-    from dataclasses import replace
-
-    return tuple(replace(f, write=c_string(f.write)) if f.write is not None else f for f in files)
-
-
-MEMORY.files = _with_c_strings((
+MEMORY.files = (
     *_counter_files("memory.", MEM),
     ControlFile("memory.soft_limit_in_bytes", 0o644,
                 lambda cg: f"{_st(cg).soft_limit * _page_size(cg)}\n", _write_soft_limit),
@@ -506,4 +488,4 @@ MEMORY.files = _with_c_strings((
     ControlFile("memory.kmem.slabinfo", 0o444, lambda cg: "", None),
     *_counter_files("memory.kmem.tcp.", TCP),
     *_counter_files("memory.memsw.", MEMSW),
-))
+)

@@ -22,7 +22,7 @@ from ..cftype import ControlFile, Controller, Placement, WriteContext
 from ..errors import KernelError, einval
 from ..kparse import kstrtoll
 from ..usage import live_task_count
-from .cpuset import kstrstrip
+from ..kparse import kernel_strstrip
 
 
 @dataclass
@@ -98,7 +98,7 @@ PIDS = CONTROLLER = Pids()
 
 def _write_max(cg, text: str, ctx: WriteContext) -> None:
     """pids_max_write()."""
-    buf = kstrstrip(text)
+    buf = kernel_strstrip(text)
     if buf == "max":
         PIDS.state(cg).limit = None
         return
