@@ -249,7 +249,7 @@ def main(argv=None) -> int:
         return 0
     # SIGTERM unwinds like Ctrl-C, so every mount, daemon and real cgroup is undone.
     signal.signal(signal.SIGTERM, _interrupt)
-    from fakefs.sysmount import unshare_mount_namespace
+    from fakefs.host.sysmount import unshare_mount_namespace
 
     unshare_mount_namespace()
     _compile_fakefs(run)
@@ -386,7 +386,7 @@ def _rows(run: Run) -> None:
 
 
 def _remove_scratch(scratch: str) -> None:
-    from fakefs.sysmount import umount
+    from fakefs.host.sysmount import umount
 
     # Anything still mounted below the scratch directory goes first.
     try:

@@ -178,7 +178,7 @@ class RealChild:
 def _real_cpu_options() -> str:
     """The controllers of the machine's cpu hierarchy as mountinfo shows them
     (``cpu`` or ``cpu,cpuacct``): a second mount must name exactly those."""
-    from fakefs.mountinfo import read_mounts
+    from fakefs.host.mountinfo import read_mounts
 
     where = os.path.realpath(REAL_CPU)
     for m in read_mounts():
@@ -209,7 +209,7 @@ class Tmpfs:
     """A tmpfs holding copies of the files read: the physical limit of a read."""
 
     def __init__(self, target: str):
-        from fakefs.sysmount import mount
+        from fakefs.host.sysmount import mount
 
         self.target = target
         os.makedirs(target, exist_ok=True)
@@ -232,7 +232,7 @@ class Tmpfs:
 
 
 def _lazy_umount(target: str) -> None:
-    from fakefs.sysmount import umount
+    from fakefs.host.sysmount import umount
 
     try:
         umount(target, detach=True)

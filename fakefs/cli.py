@@ -8,7 +8,7 @@ import json
 import os
 import sys
 
-from . import __version__
+from fakefs import __version__
 
 DEFAULT_TARGET = "/sys/fs/cgroup"
 
@@ -67,10 +67,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def cmd_mount(args) -> int:
-    from .daemon import MountRequest
-    from .mounting import check_target, start
-    from .model.errors import KernelError
-    from .model.tree import parse_hierarchy_spec
+    from fakefs.runtime.serving import MountRequest
+    from fakefs.runtime.daemons import check_target, start
+    from fakefs.model.errors import KernelError
+    from fakefs.model.tree import parse_hierarchy_spec
 
     _check_backend(args.backend)
     for spec in args.hierarchies or []:
@@ -87,8 +87,8 @@ def cmd_mount(args) -> int:
 
 def _host_overrides(args) -> dict:
     """--cpus, parsed like the kernel parses cpulists."""
-    from .model.errors import KernelError
-    from .model.kparse import parse_cpulist
+    from fakefs.model.errors import KernelError
+    from fakefs.model.kparse import parse_cpulist
 
     out: dict = {}
     if args.cpus is not None:
@@ -103,17 +103,18 @@ def _host_overrides(args) -> dict:
 
 
 def cmd_umount(args) -> int:
-    from . import registry
-    from .mounting import CliError, stop
+    from fakefs.runtime import registry
+    from fakefs.errors import CliError
+    from fakefs.runtime.daemons import stop
 
     if args.all:
-        from .manager.apply import undo_all
+        from fakefs.manager.apply import undo_all
 
         problems = undo_all()
         for rec in registry.all_records():
             stop(rec.target, forget=args.forget)
         if args.forget:
-            from .statefile import forget_all
+            from fakefs.runtime.statefile import forget_all
 
             forget_all()
         if problems:
@@ -125,8 +126,8 @@ def cmd_umount(args) -> int:
 
 
 def _profile(name: str):
-    from .manager.profile import ProfileError, load
-    from .mounting import CliError
+    from fakefs.manager.profile import ProfileError, load
+    from fakefs.errors import CliError
 
     try:
         return load(name)
@@ -135,11 +136,12 @@ def _profile(name: str):
 
 
 def cmd_apply(args) -> int:
-    from .manager.apply import apply
-    from .manager.plan import make_plan
-    from .manager.run import stage_dir
-    from .mounting import CliError, SYSTEM_PREFIXES
-    from .sysmount import in_private_mount_namespace
+    from fakefs.manager.apply import apply
+    from fakefs.manager.plan import make_plan
+    from fakefs.manager.run import stage_dir
+    from fakefs.errors import CliError
+    from fakefs.runtime.daemons import SYSTEM_PREFIXES
+    from fakefs.host.sysmount import in_private_mount_namespace
 
     profile = _profile(args.profile)
     _check_backend(args.backend)
@@ -163,29 +165,29 @@ def cmd_apply(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from .manager.run import run
+    from fakefs.manager.run import run
 
     cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
     if args.profile:
         profile = _profile(args.profile)
         if profile.limits:
-            from .manager.limits import parse_limits
+            from fakefs.manager.limits import parse_limits
 
             parse_limits(profile.limits)
     if args.limits:
-        from .manager.limits import parse_limits
+        from fakefs.manager.limits import parse_limits
 
         parse_limits(args.limits)
     _check_backend(args.backend)
     if os.geteuid() != 0:
-        from .mounting import CliError
+        from fakefs.errors import CliError
 
         raise CliError("fakefs: must run as root")
     return run(args.profile, cmd, quiet=not args.verbose, backend=args.backend, limit_specs=args.limits)
 
 
 def cmd_profiles(args) -> int:
-    from .manager.profile import available
+    from fakefs.manager.profile import available
 
     for name in available():
         print(f"{name}\t{_profile(name).description}")
@@ -193,8 +195,8 @@ def cmd_profiles(args) -> int:
 
 
 def cmd_status(args) -> int:
-    from . import registry
-    from .mounting import is_stale
+    from fakefs.runtime import registry
+    from fakefs.runtime.daemons import is_stale
 
     rows = []
     for rec in registry.all_records():
@@ -212,20 +214,20 @@ def cmd_status(args) -> int:
 
 
 def cmd_probe(args) -> int:
-    from .probe import main as probe_main
+    from fakefs.probe import main as probe_main
 
     return probe_main(as_json=args.json)
 
 
 def _check_backend(name: str) -> None:
-    from .daemon import BACKENDS
+    from fakefs.runtime.serving import BACKENDS
 
     if name != "auto" and name not in BACKENDS:
         raise _cli_error(f"fakefs: unknown backend {name!r} (known: auto, {', '.join(sorted(BACKENDS))})")
 
 
 def _cli_error(message: str):
-    from .mounting import CliError
+    from fakefs.errors import CliError
 
     return CliError(message)
 
@@ -235,7 +237,7 @@ COMMANDS = {"mount": cmd_mount, "umount": cmd_umount, "status": cmd_status, "app
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .mounting import CliError
+    from fakefs.errors import CliError
 
     args = _parser().parse_args(argv)
     if not args.command:

@@ -10,7 +10,7 @@ import os
 import subprocess
 import sys
 
-from .sysmount import unshare_mount_namespace
+from fakefs.host.sysmount import unshare_mount_namespace
 
 TARGET = "/sys/fs/cgroup"
 

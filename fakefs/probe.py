@@ -45,9 +45,8 @@ CAPS = {"CAP_DAC_OVERRIDE": 1, "CAP_NET_ADMIN": 12, "CAP_SYS_CHROOT": 18, "CAP_S
 # Which check decides whether a backend can be used here.
 BACKEND_CHECKS = {"fuse": "fuse_pyfuse3", "fuse-raw": "fuse_raw", "tmpfs": "tmpfs_backend"}
 
-from .sysmount import (CLONE_NEWNS, MNT_DETACH, MS_BIND, MS_NODEV, MS_NOEXEC,  # noqa: E402,F401
-                       MS_NOSUID, MS_PRIVATE, MS_REC)
-from .sysmount import libc as _libc  # noqa: E402
+from fakefs.host.sysmount import CLONE_NEWNS, MNT_DETACH, MS_BIND, MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_PRIVATE, MS_REC
+from fakefs.host.sysmount import libc as _libc  # noqa: E402
 
 _libc.syscall.restype = ctypes.c_long
 SYS_OPENAT2 = 437  # x86_64 and aarch64 alike (new syscalls share numbers)
@@ -378,12 +377,13 @@ import errno, json, os, signal, sys, threading
 scratch, backend = sys.argv[1], sys.argv[2]
 out = {"ready": None, "listing": None, "error": None, "private": False}
 try:
-    from fakefs.sysmount import unshare_mount_namespace
+    from fakefs.host.sysmount import unshare_mount_namespace
     unshare_mount_namespace()
     out["private"] = True
 except OSError:
     pass
-from fakefs.daemon import MountError, MountRequest, serve
+from fakefs.errors import MountError
+from fakefs.runtime.serving import MountRequest, serve
 
 def ready(err):
     out["ready"] = err is None
@@ -475,7 +475,7 @@ def run_probe() -> dict:
     checks["capabilities"] = check_capabilities()
     checks["gvisor"] = detect_gvisor()
 
-    from .daemon import AUTO_ORDER, BACKENDS
+    from fakefs.runtime.serving import AUTO_ORDER, BACKENDS
 
     handshakes = {}
     fuse_backends = {"fuse": ("fuse_pyfuse3", "pyfuse3 (libfuse)"), "fuse-raw": ("fuse_raw", "raw /dev/fuse server")}

@@ -22,7 +22,7 @@ os.environ["FAKEFS_RUN_DIR"] = _RUN_DIR
 
 def pytest_configure(config):
     if os.geteuid() == 0:
-        from fakefs.sysmount import unshare_mount_namespace
+        from fakefs.host.sysmount import unshare_mount_namespace
 
         unshare_mount_namespace()
 

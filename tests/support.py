@@ -59,7 +59,7 @@ def wait_state_saved(target: str, since_ns: int, timeout: float = 5.0) -> None:
     """Wait until the state file of ``target`` was written after ``since_ns``
     (time.time_ns() taken after the last change), instead of guessing how
     long the saver takes on a loaded machine."""
-    from fakefs import statefile
+    from fakefs.runtime import statefile
 
     path = statefile.path_for(os.path.realpath(target))
 

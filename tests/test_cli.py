@@ -65,7 +65,7 @@ def test_missing_target_and_bad_hierarchy(target):
 
 def test_not_root_is_refused(target):
     # Import as root, then drop privileges: the venv lives under /root.
-    code = ("import os, sys; import fakefs.cli, fakefs.mounting, fakefs.daemon, fakefs.model.tree;"
+    code = ("import os, sys; import fakefs.cli, fakefs.runtime.daemons, fakefs.runtime.serving, fakefs.model.tree;"
             "fakefs.cli._parser().format_help();"  # argparse imports more stdlib lazily
             "os.setgid(65534); os.setuid(65534);"
             f"sys.exit(fakefs.cli.main(['mount', {target!r}]))")

@@ -15,8 +15,8 @@ import time
 
 import pytest
 
-from fakefs import forkwatch
-from fakefs.forkwatch import PROC_EVENT_EXIT, PROC_EVENT_FORK, ForkWatcher, open_watcher
+from fakefs.host import forkwatch
+from fakefs.host.forkwatch import PROC_EVENT_EXIT, PROC_EVENT_FORK, ForkWatcher, open_watcher
 from fakefs.model.host import HostFacts, StaticProcessTable
 from fakefs.model.tree import CgroupModel
 from tests.support import require, wait_for

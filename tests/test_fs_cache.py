@@ -15,10 +15,10 @@ import subprocess
 import pyfuse3
 import pytest
 
-from fakefs.fs import pyfuse3_backend
-from fakefs.fs.cgroupfs import CgroupFsRoot, ControlNode
-from fakefs.fs.nodes import Attr, Node
-from fakefs.fs.ops import ROOT_INODE, FsOps
+from fakefs.backends import fuse as pyfuse3_backend
+from fakefs.vfs.cgroupfs import CgroupFsRoot, ControlNode
+from fakefs.vfs.nodes import Attr, Node
+from fakefs.vfs.ops import ROOT_INODE, FsOps
 from fakefs.model.cftype import WriteContext
 from fakefs.model.host import HostFacts, StaticProcessTable
 from fakefs.model.tree import CgroupModel

@@ -32,7 +32,7 @@ def mounts() -> set[tuple[str, str, str]]:
 
 def run_in_new_ns(script: str) -> subprocess.CompletedProcess:
     """Run a shell script in a fresh private namespace (so its mounts vanish)."""
-    code = ("import os, subprocess, sys; from fakefs.sysmount import unshare_mount_namespace;"
+    code = ("import os, subprocess, sys; from fakefs.host.sysmount import unshare_mount_namespace;"
             "unshare_mount_namespace(); sys.exit(subprocess.call(['sh', '-c', sys.argv[1]]))")
     env = dict(os.environ, PYTHONPATH=REPO)
     return subprocess.run([sys.executable, "-c", code, script], capture_output=True, text=True, env=env,

@@ -10,9 +10,8 @@ import stat
 
 import pytest
 
-from fakefs.fs.mergedfs import (DirFd, MergedDir, RealDir, RealFile, RealSymlink, StagingRoot,
-                                SyntheticFile)
-from fakefs.fs.ops import ROOT_INODE, FsOps
+from fakefs.vfs.mergedfs import DirFd, MergedDir, RealDir, RealFile, RealSymlink, StagingRoot, SyntheticFile
+from fakefs.vfs.ops import ROOT_INODE, FsOps
 from fakefs.model.cftype import WriteContext
 from fakefs.model.errors import KernelError
 

@@ -9,8 +9,8 @@ import stat
 
 import pytest
 
-from fakefs.fs.cgroupfs import CgroupFsRoot
-from fakefs.fs.ops import ROOT_INODE, FsOps
+from fakefs.vfs.cgroupfs import CgroupFsRoot
+from fakefs.vfs.ops import ROOT_INODE, FsOps
 from fakefs.model.cftype import WriteContext
 from fakefs.model.errors import KernelError
 from fakefs.model.host import HostFacts, StaticProcessTable

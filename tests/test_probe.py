@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 
-from fakefs.daemon import AUTO_ORDER
+from fakefs.runtime.serving import AUTO_ORDER
 from fakefs.probe import KUBELET_TUNABLES, V1_CONTROLLERS, check, predict_kubelet, predict_runc
 from tests.support import REPO, fakefs, require
 from tests.test_tmpfs_backend import HIDE_DEV_FUSE, _in_new_ns

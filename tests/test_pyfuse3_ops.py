@@ -10,9 +10,9 @@ import stat
 import pyfuse3
 import pytest
 
-from fakefs.fs.cgroupfs import CgroupFsRoot
-from fakefs.fs.ops import ROOT_INODE, FsOps
-from fakefs.fs.pyfuse3_backend import make_operations
+from fakefs.vfs.cgroupfs import CgroupFsRoot
+from fakefs.vfs.ops import ROOT_INODE, FsOps
+from fakefs.backends.fuse import make_operations
 from fakefs.model.host import HostFacts, StaticProcessTable
 from fakefs.model.tree import CgroupModel
 

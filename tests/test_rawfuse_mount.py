@@ -10,7 +10,7 @@ import stat
 
 import pytest
 
-from fakefs import registry
+from fakefs.runtime import registry
 from tests.support import is_mounted, wait_for
 
 pytestmark = pytest.mark.fuse

@@ -15,11 +15,11 @@ import stat
 
 import pytest
 
-from fakefs.fs.cgroupfs import CgroupFsRoot
-from fakefs.fs.ops import ROOT_INODE, FsOps
-from fakefs.fs.rawfuse import protocol as P
-from fakefs.fs.rawfuse.protocol import Opcode
-from fakefs.fs.rawfuse.server import MAX_WRITE, FuseSession
+from fakefs.vfs.cgroupfs import CgroupFsRoot
+from fakefs.vfs.ops import ROOT_INODE, FsOps
+from fakefs.backends.rawfuse import protocol as P
+from fakefs.backends.rawfuse.protocol import Opcode
+from fakefs.backends.rawfuse.server import MAX_WRITE, FuseSession
 from fakefs.model.host import HostFacts, StaticProcessTable
 from fakefs.model.tree import CgroupModel
 

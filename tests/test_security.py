@@ -263,8 +263,8 @@ def test_bad_names_through_the_mount(cgmount):
 
 def _overlay_daemon(spec: dict, target: str):
     """Start the overlay tree's daemon on ``target`` as the mount manager does."""
-    from fakefs.daemon import MountRequest
-    from fakefs.mounting import start
+    from fakefs.runtime.serving import MountRequest
+    from fakefs.runtime.daemons import start
 
     spec_path = target + ".spec.json"
     with open(spec_path, "w") as f:
@@ -276,7 +276,7 @@ def _overlay_daemon(spec: dict, target: str):
 @pytest.mark.fuse
 def test_merged_view_never_follows_a_symlink_out():
     require_root_and_fuse()
-    from fakefs.mounting import stop
+    from fakefs.runtime.daemons import stop
 
     scratch = tempfile.mkdtemp(prefix="fakefs-confine-")
     real = os.path.join(scratch, "real")
@@ -325,7 +325,7 @@ def test_merged_view_never_follows_a_symlink_out():
 
 
 def test_symlinked_mount_target_is_checked_where_it_leads(monkeypatch, tmp_path):
-    import fakefs.mounting as mounting
+    import fakefs.runtime.daemons as mounting
 
     monkeypatch.setattr(mounting, "in_private_mount_namespace", lambda: False)
     monkeypatch.setattr(mounting.os, "geteuid", lambda: 0)
@@ -360,7 +360,7 @@ def _safe_cli(monkeypatch):
     import fakefs.cli as cli
     import fakefs.manager.apply as apply_mod
     import fakefs.manager.run as run_mod
-    import fakefs.mounting as mounting
+    import fakefs.runtime.daemons as mounting
 
     calls = []
     monkeypatch.setattr(mounting, "start", lambda *a, **k: calls.append(("start", a)) or 0)
@@ -476,7 +476,7 @@ def _cap_probe(path: str, as_nobody: bool) -> dict:
 @pytest.mark.fuse
 def test_cap_last_cap_is_read_only_even_for_root():
     require_root_and_fuse()
-    from fakefs.mounting import stop
+    from fakefs.runtime.daemons import stop
 
     real = "/proc/sys/kernel/cap_last_cap"
     require(os.path.exists(real), "a kernel with /proc/sys/kernel/cap_last_cap to compare with")

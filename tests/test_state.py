@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis.stateful import invariant
 
-from fakefs import registry, statefile
+from fakefs.runtime import registry, statefile
 from fakefs.model.errors import KernelError
 from fakefs.model.host import StaticProcessTable
 from fakefs.model.state import StateError, dump, restore

@@ -10,11 +10,11 @@ import uuid
 
 import pytest
 
-from fakefs.manager import journal
+from fakefs.runtime import journal
 from fakefs.manager.apply import undo
 from fakefs.manager.plan import make_plan, subtree_hierarchies, visible_mounts
 from fakefs.manager.profile import ProfileError, load
-from fakefs.sysmount import mount, umount
+from fakefs.host.sysmount import mount, umount
 from tests.support import fakefs, require, require_root_and_fuse
 
 CG = "/sys/fs/cgroup"
@@ -87,7 +87,7 @@ def test_visible_mounts_skips_covered_ones():
         # The first inner mount is still in mountinfo but hidden under top.
         assert sum(1 for m in visible_mounts() if m.mountpoint == inner) == 1
         assert [m.mountpoint for m in seen].count(top) == 1
-        hidden = [m for m in __import__("fakefs.mountinfo", fromlist=["x"]).read_mounts()
+        hidden = [m for m in __import__("fakefs.host.mountinfo", fromlist=["x"]).read_mounts()
                   if m.mountpoint == inner]
         assert len(hidden) == 2
     finally:

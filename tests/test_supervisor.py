@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from fakefs import registry
+from fakefs.runtime import registry
 from tests.support import (FUSE_BACKENDS, fakefs, is_mounted, require_root_and_fuse, wait_for,
                            wait_state_saved)
 from tests.test_manager import GVISOR_LIKE, run_in_new_ns
@@ -135,7 +135,7 @@ def test_repeated_crashes_give_up(mount_fakefs, monkeypatch):
     supervisor = _record(m.path).pid
     seen = set()
     # RESTART_LIMIT restarts within the window, then the mount stays stale
-    from fakefs.supervisor import RESTART_LIMIT
+    from fakefs.runtime.supervisor import RESTART_LIMIT
     for _ in range(RESTART_LIMIT + 1):
         assert wait_for(lambda: _read_or_none(m.p("cpu", "cpu.shares")) is not None, RECOVERY)
         # Only now: a server registers itself before it answers, so the record

@@ -17,11 +17,11 @@ import time
 
 import pytest
 
-from fakefs.daemon import AUTO_ORDER, BACKENDS, MountRequest, build_root
-from fakefs.fs.cgroupfs import CgroupFsRoot
+from fakefs.runtime.serving import AUTO_ORDER, BACKENDS, MountRequest, build_root
+from fakefs.vfs.cgroupfs import CgroupFsRoot
 from fakefs.model.host import HostFacts, StaticProcessTable
 from fakefs.model.tree import CgroupModel
-from fakefs.tmpfsbackend.mirror import Mirror
+from fakefs.backends.tmpfs.mirror import Mirror
 from tests.support import REPO, fakefs, is_mounted, require, wait_for
 
 CHECK = os.path.join(REPO, "tests", "scripts", "kubelet_tunables_check.py")
@@ -282,7 +282,7 @@ def test_umount_after_the_daemon_was_killed(tmpfs_mount):
 
 
 def _in_new_ns(script: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    code = ("import subprocess, sys; from fakefs.sysmount import unshare_mount_namespace;"
+    code = ("import subprocess, sys; from fakefs.host.sysmount import unshare_mount_namespace;"
             "unshare_mount_namespace(); sys.exit(subprocess.call(['sh', '-c', sys.argv[1]]))")
     return subprocess.run([sys.executable, "-c", code, script], capture_output=True, text=True, timeout=timeout,
                           env=dict(os.environ, PYTHONPATH=REPO), cwd=REPO)
@@ -338,7 +338,7 @@ def test_kubelet_profile_with_the_tmpfs_backend_in_a_gvisor_like_proc_sys():
 
     inner = f"""
 {sys.executable} {CHECK} > $GV/out.json; echo check=$?
-{sys.executable} -c 'from fakefs.mountinfo import mounts_at; m = mounts_at("/proc/sys/vm")[-1]; print(m.root, m.fstype)'
+{sys.executable} -c 'from fakefs.host.mountinfo import mounts_at; m = mounts_at("/proc/sys/vm")[-1]; print(m.root, m.fstype)'
 echo 3 > /proc/sys/vm/panic_on_oom; sleep 0.5; cat /proc/sys/vm/panic_on_oom
 """
     script = GVISOR_LIKE + f"""

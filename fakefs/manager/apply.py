@@ -6,12 +6,13 @@ import errno
 import json
 import os
 
-from .. import registry
-from ..daemon import MountRequest
-from ..mounting import CliError, is_stale, start, stop
-from ..sysmount import MS_BIND, MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_REC, mount, umount
-from . import journal
-from .plan import Plan, Step
+from fakefs.runtime import registry
+from fakefs.runtime.serving import MountRequest
+from fakefs.errors import CliError
+from fakefs.runtime.daemons import is_stale, start, stop
+from fakefs.host.sysmount import MS_BIND, MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_REC, mount, umount
+from fakefs.runtime import journal
+from fakefs.manager.plan import Plan, Step
 
 
 def _do(step: Step, plan: Plan) -> dict | None:

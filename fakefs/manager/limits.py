@@ -27,10 +27,10 @@ import os
 import sys
 from dataclasses import dataclass
 
-from ..model.errors import KernelError
-from ..model.kparse import memparse
-from ..mountinfo import read_mounts
-from ..mounting import CliError
+from fakefs.model.errors import KernelError
+from fakefs.model.kparse import memparse
+from fakefs.host.mountinfo import read_mounts
+from fakefs.errors import CliError
 
 CFS_PERIOD_US = 100000  # the kernel's default period (default_cfs_period)
 MIN_CFS_QUOTA_US = 1000  # tg_set_cfs_bandwidth: min_cfs_quota_period

@@ -14,10 +14,10 @@ import stat
 import tempfile
 from dataclasses import asdict, dataclass, field
 
-from ..model.tree import parse_hierarchy_spec
-from ..mountinfo import read_mounts
-from ..sysmount import mount, umount
-from .profile import Profile
+from fakefs.model.tree import parse_hierarchy_spec
+from fakefs.host.mountinfo import read_mounts
+from fakefs.host.sysmount import mount, umount
+from fakefs.manager.profile import Profile
 
 PROC_SYS = "/proc/sys"
 
@@ -291,7 +291,7 @@ def visible_mounts() -> list:
 def subtree_hierarchies(target: str) -> list[tuple[str, str | None, str]]:
     """(mountpoint, hierarchy spec or None, why) for each authentic cgroup
     mount directly under target: v1 hierarchies, and the hybrid cgroup2 one."""
-    from ..model.controllers import CONTROLLERS
+    from fakefs.model.controllers import CONTROLLERS
 
     found: list[tuple[str, str | None, str]] = []
     for m in visible_mounts():

@@ -29,8 +29,8 @@ import os
 import tomllib
 from dataclasses import dataclass, field
 
-from ..model.errors import KernelError
-from ..model.tree import parse_hierarchy_spec
+from fakefs.model.errors import KernelError
+from fakefs.model.tree import parse_hierarchy_spec
 
 
 class ProfileError(Exception):
@@ -214,7 +214,7 @@ def _read_files(prof: Profile, table, name: str) -> None:
 
 
 def _read_limits(prof: Profile, table, name: str) -> None:
-    from .limits import KNOWN
+    from fakefs.manager.limits import KNOWN
 
     _check_keys(table, set(KNOWN), "limits", name)
     for key, value in table.items():

@@ -7,15 +7,15 @@ import os
 import signal
 import subprocess
 
-from ..mountinfo import mount_namespace_id
-from ..mounting import CliError
-from ..registry import run_dir
-from ..statefile import forget_all
-from ..sysmount import unshare_mount_namespace
-from .apply import apply, undo_all
-from .limits import join, parse_limits, prepare
-from .plan import make_plan
-from .profile import load
+from fakefs.host.mountinfo import mount_namespace_id
+from fakefs.errors import CliError
+from fakefs.runtime.registry import run_dir
+from fakefs.runtime.statefile import forget_all
+from fakefs.host.sysmount import unshare_mount_namespace
+from fakefs.manager.apply import apply, undo_all
+from fakefs.manager.limits import join, parse_limits, prepare
+from fakefs.manager.plan import make_plan
+from fakefs.manager.profile import load
 
 
 def stage_dir(profile: str) -> str:

@@ -11,10 +11,10 @@ import enum
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
-from .errors import einval
+from fakefs.model.errors import einval
 
 if TYPE_CHECKING:
-    from .cgroup import Cgroup
+    from fakefs.model.cgroup import Cgroup
 
 PAGE_SIZE = 4096
 
@@ -108,7 +108,7 @@ def flag_file(name: str, key: str, controller: Controller, placement: Placement 
               mode: int = 0o644) -> ControlFile:
     """A 0/1 flag stored as attribute ``key`` of the controller's state; any
     non-zero u64 sets it (write_u64 semantics)."""
-    from .kparse import kstrtoull
+    from fakefs.model.kparse import kstrtoull
 
     def read(cg: "Cgroup") -> str:
         return f"{int(bool(getattr(controller.state(cg), key)))}\n"

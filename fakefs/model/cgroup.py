@@ -12,12 +12,12 @@ from __future__ import annotations
 import errno
 from typing import TYPE_CHECKING, Any, Iterator
 
-from .cftype import ControlFile, Controller, FileAttrs, WriteContext
-from .errors import KernelError, einval
-from .kparse import kernel_strstrip, kstrtoll
+from fakefs.model.cftype import ControlFile, Controller, FileAttrs, WriteContext
+from fakefs.model.errors import KernelError, einval
+from fakefs.model.kparse import kernel_strstrip, kstrtoll
 
 if TYPE_CHECKING:
-    from .tree import CgroupModel
+    from fakefs.model.tree import CgroupModel
 
 # kernfs has no per-name limit; only a path must fit in PATH_MAX (measured:
 # 1000-character names work, 4060 gives ENAMETOOLONG).
@@ -80,7 +80,7 @@ class Hierarchy:
 
     def __init__(self, model: "CgroupModel", controllers: list[Controller], name: str | None = None,
                  top_is_root: bool = True):
-        from .controllers.core import CORE
+        from fakefs.model.controllers.core import CORE
 
         self.model = model
         self.controllers = controllers

@@ -2,7 +2,7 @@
 
 ``HostFacts`` are the constants a real kernel derives from its hardware;
 ``ProcessTable`` answers questions about live processes. The daemon fills
-them from the real machine (``fakefs.hostinfo``); tests pass fixed ones.
+them from the real machine (``fakefs.host.facts``); tests pass fixed ones.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import errno
 
-from .errors import KernelError, einval
+from fakefs.model.errors import KernelError, einval
 
 U64_MAX = (1 << 64) - 1
 S64_MAX = (1 << 63) - 1

@@ -30,8 +30,8 @@ import errno
 from dataclasses import dataclass
 from typing import Callable, Mapping
 
-from .errors import KernelError, einval
-from .kparse import kstrtoull
+from fakefs.model.errors import KernelError, einval
+from fakefs.model.kparse import kstrtoull
 
 INT_MAX = (1 << 31) - 1
 INT_MIN = -(1 << 31)

@@ -19,8 +19,8 @@ import types
 import typing
 from typing import Any
 
-from .cftype import FileAttrs
-from .cgroup import Cgroup, Hierarchy
+from fakefs.model.cftype import FileAttrs
+from fakefs.model.cgroup import Cgroup, Hierarchy
 
 FORMAT = 1
 

@@ -12,9 +12,9 @@ Only settings are seeded: statistics and membership are the fake's own.
 
 from __future__ import annotations
 
-from .cgroup import Hierarchy
-from .cftype import WriteContext
-from .errors import KernelError, einval
+from fakefs.model.cgroup import Hierarchy
+from fakefs.model.cftype import WriteContext
+from fakefs.model.errors import KernelError, einval
 
 # Settings files in an order the kernel accepts them in: cpuset cpus/mems
 # before the flags that need them, cpu.shares before cpu.idle (an idle group

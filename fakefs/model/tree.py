@@ -8,10 +8,10 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass, field
 
-from .cgroup import Hierarchy
-from .controllers import CONTROLLERS
-from .errors import einval
-from .host import HostFacts, ProcessTable, StaticProcessTable
+from fakefs.model.cgroup import Hierarchy
+from fakefs.model.controllers import CONTROLLERS
+from fakefs.model.errors import einval
+from fakefs.model.host import HostFacts, ProcessTable, StaticProcessTable
 
 # The systemd layout of a cgroup v1 host, in the order systemd mounts them.
 DEFAULT_HIERARCHIES: tuple[str, ...] = (

@@ -1,7 +1,7 @@
 """Live statistics: what the real processes in each fake cgroup use.
 
 The model stays pure: figures come from a :class:`StatsSource` the model
-holds as ``model.stats`` (the daemon sets ``fakefs.stats.LiveStats``, which
+holds as ``model.stats`` (the daemon sets ``fakefs.host.stats.LiveStats``, which
 reads /proc; tests set :class:`FixedStats`; a model without one keeps the
 stored figures only, as before). Controllers call :func:`sync` before they
 render a live file; it turns the source's per-thread and per-process
@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Iterable, Mapping, Protocol
 
 if TYPE_CHECKING:
-    from .cgroup import Cgroup, Hierarchy
+    from fakefs.model.cgroup import Cgroup, Hierarchy
 
 NSEC_PER_USEC = 1000
 
@@ -347,7 +347,7 @@ EVENT_KEYS = ("pgfault", "pgmajfault")
 
 
 def _account_memory(h, u: HierarchyUsage, source: StatsSource, members: dict) -> None:
-    from .controllers import memory
+    from fakefs.model.controllers import memory
 
     page = h.model.host.page_size
     # The leader's cgroup holds the process (mm->owner is the leader); the
@@ -381,7 +381,7 @@ def _account_memory(h, u: HierarchyUsage, source: StatsSource, members: dict) ->
 def _root_from_machine(h, u: HierarchyUsage, machine: Mapping[str, int], page: int) -> None:
     """The root's local figures: the machine's minus its descendants', so
     that its hierarchical (total_*, usage) figures are the machine's."""
-    from .controllers import memory
+    from fakefs.model.controllers import memory
 
     below: dict[str, int] = {}
     for cg in h.root.descendants():

@@ -104,7 +104,7 @@ def _read(path: str, default: str = "") -> str:
 def machine_host_facts() -> HostFacts:
     """The HostFacts a fakefs daemon on this machine is given (read-only
     reads of sysfs/procfs), so the model is compared like for like."""
-    from fakefs.hostinfo import read_host_facts
+    from fakefs.host.facts import read_host_facts
 
     return read_host_facts()
 

@@ -121,7 +121,7 @@ def checks(report: dict) -> None:
 
 
 def main() -> int:
-    from fakefs.sysmount import unshare_mount_namespace
+    from fakefs.host.sysmount import unshare_mount_namespace
 
     # A namespace fakefs made: its safety check then allows /sys/fs/cgroup
     # (the sandbox is private anyway; this keeps the command the one users run).

@@ -81,8 +81,8 @@ def test_probe_in_gvisor(tmp_path):
 
 def test_tmpfs_tree_at_sys_fs_cgroup_in_gvisor(tmp_path):
     out = results(runsc(tmp_path, """
-        from fakefs.sysmount import unshare_mount_namespace
-        from fakefs.daemon import MountRequest, build_root
+        from fakefs.host.sysmount import unshare_mount_namespace
+        from fakefs.runtime.serving import MountRequest, build_root
         unshare_mount_namespace()  # gVisor refuses the propagation change; the namespace is still new
         out = {}
         res = fakefs("mount", "/sys/fs/cgroup", "--backend", "tmpfs")

@@ -12,20 +12,7 @@ import errno
 import pytest
 
 from fakefs.model.errors import KernelError
-from fakefs.model.procsys import (
-    INT_MAX,
-    PROC_SWAPS_HEADER,
-    IntVec,
-    NfConntrackHashsize,
-    ProcSysModel,
-    RealEntry,
-    String,
-    UIntMinMax,
-    ULongVec,
-    WriteThrough,
-    build_entries,
-    perm_allows,
-)
+from fakefs.model.procsys import INT_MAX, PROC_SWAPS_HEADER, IntVec, NfConntrackHashsize, ProcSysModel, RealEntry, String, UIntMinMax, ULongVec, WriteThrough, build_entries, perm_allows
 
 
 def _errno(fn, *args, **kw):

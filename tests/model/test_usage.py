@@ -1,5 +1,5 @@
 """Live statistics in the pure model, fed by a hand-set stats source
-(fakefs.model.usage.FixedStats), and the /proc reader (fakefs.stats) over
+(fakefs.model.usage.FixedStats), and the /proc reader (fakefs.host.stats) over
 a synthetic /proc directory."""
 
 import errno
@@ -11,7 +11,7 @@ from fakefs.model.errors import KernelError
 from fakefs.model.host import HostFacts, StaticProcessTable
 from fakefs.model.tree import CgroupModel
 from fakefs.model.usage import FixedStats, MachineCpu, NullStats, ProcessMemory, ThreadCpu
-from fakefs.stats import LiveStats
+from fakefs.host.stats import LiveStats
 
 HOST = HostFacts(online_cpus=frozenset({0, 1}), nr_cpu_ids=2, user_hz=100)
 MS = 1_000_000

@@ -28,7 +28,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 from fakefs.manager.plan import visible_mounts  # noqa: E402
-from fakefs.sysmount import MS_BIND, MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_REC, mount, umount  # noqa: E402
+from fakefs.host.sysmount import MS_BIND, MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_REC, mount, umount  # noqa: E402
 
 CG = "/sys/fs/cgroup"
 FUSE_SUPER_MAGIC = 0x65735546
@@ -187,7 +187,7 @@ def drop_stash(stash: str) -> None:
 
 def main(argv: list[str]) -> int:
     if argv and argv[0] == "--legacy-layout":
-        from fakefs.sysmount import unshare_mount_namespace
+        from fakefs.host.sysmount import unshare_mount_namespace
 
         unshare_mount_namespace()
         stash = legacy_layout()

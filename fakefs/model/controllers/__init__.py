@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 
-from ..cftype import Controller
+from fakefs.model.cftype import Controller
 
 _MODULES = {
     "cpu": "cpu", "cpuacct": "cpuacct", "cpuset": "cpuset", "memory": "memory",

@@ -30,9 +30,9 @@ from __future__ import annotations
 import errno
 from dataclasses import dataclass, field
 
-from ..cftype import ControlFile, Controller, Placement, WriteContext
-from ..errors import KernelError, einval
-from ..kparse import kstrtoull, simple_strtoull
+from fakefs.model.cftype import ControlFile, Controller, Placement, WriteContext
+from fakefs.model.errors import KernelError, einval
+from fakefs.model.kparse import kstrtoull, simple_strtoull
 
 U64_MAX = (1 << 64) - 1
 UINT_MAX = (1 << 32) - 1

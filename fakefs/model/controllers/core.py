@@ -5,9 +5,9 @@ from __future__ import annotations
 import errno
 from dataclasses import dataclass
 
-from ..cftype import ControlFile, Controller, Placement, WriteContext, flag_file
-from ..errors import KernelError
-from ..kparse import kernel_strstrip
+from fakefs.model.cftype import ControlFile, Controller, Placement, WriteContext, flag_file
+from fakefs.model.errors import KernelError
+from fakefs.model.kparse import kernel_strstrip
 
 PATH_MAX = 4096
 

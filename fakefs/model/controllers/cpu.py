@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..cftype import ControlFile, Controller, WriteContext
-from ..errors import einval
-from ..kparse import kstrtoll, kstrtoull
-from ..usage import bandwidth_stat, synced
+from fakefs.model.cftype import ControlFile, Controller, WriteContext
+from fakefs.model.errors import einval
+from fakefs.model.kparse import kstrtoll, kstrtoull
+from fakefs.model.usage import bandwidth_stat, synced
 
 MIN_SHARES, MAX_SHARES = 2, 1 << 18
 IDLE_SHARES = 3  # scale_load_down(WEIGHT_IDLEPRIO)

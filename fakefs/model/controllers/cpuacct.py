@@ -19,10 +19,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..cftype import ControlFile, Controller, WriteContext
-from ..errors import einval
-from ..kparse import kstrtoull
-from ..usage import sync, synced
+from fakefs.model.cftype import ControlFile, Controller, WriteContext
+from fakefs.model.errors import einval
+from fakefs.model.kparse import kstrtoull
+from fakefs.model.usage import sync, synced
 
 NSEC_PER_SEC = 1_000_000_000
 

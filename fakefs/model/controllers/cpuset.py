@@ -27,9 +27,9 @@ from __future__ import annotations
 import errno
 from dataclasses import dataclass
 
-from ..cftype import ControlFile, Controller, Placement, WriteContext
-from ..errors import KernelError, einval
-from ..kparse import bitmap_parselist, format_cpulist, kernel_strstrip, kstrtoll, kstrtoull
+from fakefs.model.cftype import ControlFile, Controller, Placement, WriteContext
+from fakefs.model.errors import KernelError, einval
+from fakefs.model.kparse import bitmap_parselist, format_cpulist, kernel_strstrip, kstrtoll, kstrtoull
 
 # Kernel configuration of the measured VM: they size the write buffers
 # (cftype.max_write_len = 100 + 6 * NR_CPUS / MAX_NUMNODES) and the node

@@ -27,8 +27,8 @@ from __future__ import annotations
 import errno
 from dataclasses import dataclass, field
 
-from ..cftype import ControlFile, Controller, WriteContext
-from ..errors import KernelError, einval
+from fakefs.model.cftype import ControlFile, Controller, WriteContext
+from fakefs.model.errors import KernelError, einval
 
 ACC_MKNOD, ACC_READ, ACC_WRITE = 1, 2, 4
 ACC_MASK = ACC_MKNOD | ACC_READ | ACC_WRITE

@@ -24,9 +24,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from ..cftype import ControlFile, Controller, Placement, WriteContext
-from ..errors import einval
-from ..kparse import kernel_strstrip
+from fakefs.model.cftype import ControlFile, Controller, Placement, WriteContext
+from fakefs.model.errors import einval
+from fakefs.model.kparse import kernel_strstrip
 
 THAWED, FREEZING, FROZEN = "THAWED", "FREEZING", "FROZEN"
 

@@ -29,11 +29,11 @@ from __future__ import annotations
 import errno
 from dataclasses import dataclass, field
 
-from ..cftype import ControlFile, Controller, WriteContext
-from ..errors import KernelError, einval
-from ..host import HostFacts
-from ..kparse import kernel_strstrip
-from .memory import page_counter_max, page_counter_memparse
+from fakefs.model.cftype import ControlFile, Controller, WriteContext
+from fakefs.model.errors import KernelError, einval
+from fakefs.model.host import HostFacts
+from fakefs.model.kparse import kernel_strstrip
+from fakefs.model.controllers.memory import page_counter_max, page_counter_memparse
 
 SZ_1K, SZ_1M, SZ_1G = 1 << 10, 1 << 20, 1 << 30
 

@@ -44,10 +44,10 @@ from __future__ import annotations
 import errno
 from dataclasses import dataclass, field
 
-from ..cftype import ControlFile, Controller, WriteContext
-from ..errors import KernelError, einval
-from ..kparse import S64_MAX, kernel_strstrip, kstrtoull, memparse
-from ..usage import synced
+from fakefs.model.cftype import ControlFile, Controller, WriteContext
+from fakefs.model.errors import KernelError, einval
+from fakefs.model.kparse import S64_MAX, kernel_strstrip, kstrtoull, memparse
+from fakefs.model.usage import synced
 
 MAX_SWAPPINESS = 200  # include/linux/swap.h, measured: 200 ok, 201 EINVAL
 DEFAULT_VM_SWAPPINESS = 60  # mm/vmscan.c vm_swappiness

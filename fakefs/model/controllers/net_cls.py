@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..cftype import ControlFile, Controller, WriteContext
-from ..kparse import kstrtoull
-from .blkio import cstring
+from fakefs.model.cftype import ControlFile, Controller, WriteContext
+from fakefs.model.kparse import kstrtoull
+from fakefs.model.controllers.blkio import cstring
 
 U32_MASK = 0xFFFFFFFF
 

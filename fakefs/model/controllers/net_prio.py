@@ -23,9 +23,9 @@ from __future__ import annotations
 import errno
 from dataclasses import dataclass, field
 
-from ..cftype import ControlFile, Controller, WriteContext
-from ..errors import KernelError, einval
-from .blkio import KSPACE, cstring, scan_unsigned, skip_spaces
+from fakefs.model.cftype import ControlFile, Controller, WriteContext
+from fakefs.model.errors import KernelError, einval
+from fakefs.model.controllers.blkio import KSPACE, cstring, scan_unsigned, skip_spaces
 
 IFNAMSIZ = 16
 NETPRIO_ID_MAX = 0xFFFF  # USHRT_MAX

@@ -6,7 +6,7 @@ private mount namespace: the root lists exactly cgroup.clone_children,
 cgroup.procs, cgroup.sane_behavior, notify_on_release, release_agent, tasks.
 """
 
-from ..cftype import Controller
+from fakefs.model.cftype import Controller
 
 
 class PerfEvent(Controller):

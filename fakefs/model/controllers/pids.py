@@ -18,11 +18,11 @@ from __future__ import annotations
 import errno
 from dataclasses import dataclass
 
-from ..cftype import ControlFile, Controller, Placement, WriteContext
-from ..errors import KernelError, einval
-from ..kparse import kstrtoll
-from ..usage import live_task_count
-from ..kparse import kernel_strstrip
+from fakefs.model.cftype import ControlFile, Controller, Placement, WriteContext
+from fakefs.model.errors import KernelError, einval
+from fakefs.model.kparse import kstrtoll
+from fakefs.model.usage import live_task_count
+from fakefs.model.kparse import kernel_strstrip
 
 
 @dataclass

@@ -24,10 +24,10 @@ from __future__ import annotations
 import errno
 from dataclasses import dataclass, field
 
-from ..cftype import ControlFile, Controller, Placement, WriteContext
-from ..errors import KernelError, einval
-from .blkio import cstring, simple_strtoull
-from .devices import KSPACE
+from fakefs.model.cftype import ControlFile, Controller, Placement, WriteContext
+from fakefs.model.errors import KernelError, einval
+from fakefs.model.controllers.blkio import cstring, simple_strtoull
+from fakefs.model.controllers.devices import KSPACE
 
 S32_MAX = (1 << 31) - 1
 INT_MIN = -(1 << 31)

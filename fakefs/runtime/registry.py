@@ -12,7 +12,7 @@ import json
 import os
 from dataclasses import asdict, dataclass
 
-from .mountinfo import mount_namespace_id
+from fakefs.host.mountinfo import mount_namespace_id
 
 
 def run_dir() -> str:

@@ -19,7 +19,7 @@ import os
 import time
 from typing import Iterable, Mapping
 
-from .model.usage import MachineCpu, ProcessMemory, ThreadCpu
+from fakefs.model.usage import MachineCpu, ProcessMemory, ThreadCpu
 
 DEFAULT_WINDOW_S = 0.15
 NSEC_PER_SEC = 1_000_000_000

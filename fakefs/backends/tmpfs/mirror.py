@@ -26,10 +26,10 @@ import os
 import stat
 from typing import Callable
 
-from ..fs.mergedfs import DIR_FLAGS, dir_beneath
-from ..fs.nodes import Node
-from ..model.cftype import WriteContext
-from ..model.errors import KernelError
+from fakefs.vfs.mergedfs import DIR_FLAGS, dir_beneath
+from fakefs.vfs.nodes import Node
+from fakefs.model.cftype import WriteContext
+from fakefs.model.errors import KernelError
 
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
 # Files where each line a consumer leaves is one write() on the kernel (one

@@ -8,13 +8,13 @@ import errno
 import stat
 import time
 
-from ..model.cftype import FileAttrs, WriteContext
-from ..model.cgroup import Cgroup, Hierarchy
-from ..model.errors import KernelError
-from ..model.tree import CgroupModel
-from .nodes import Attr, Node
+from fakefs.model.cftype import FileAttrs, WriteContext
+from fakefs.model.cgroup import Cgroup, Hierarchy
+from fakefs.model.errors import KernelError
+from fakefs.model.tree import CgroupModel
+from fakefs.vfs.nodes import Attr, Node
 
-# Caching (see fakefs.fs.ops): every name here is made and removed only
+# Caching (see fakefs.vfs.ops): every name here is made and removed only
 # through the filesystem's own operations, so the kernel may keep entries;
 # directories, links and control files that are not ``live`` change only by
 # a write/mkdir/rmdir/rename/chmod here, so their attributes may be kept too.

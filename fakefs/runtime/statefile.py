@@ -15,9 +15,9 @@ import hashlib
 import json
 import os
 
-from . import registry
-from .model.state import StateError, dump, restore
-from .mountinfo import mount_namespace_id
+from fakefs.runtime import registry
+from fakefs.model.state import StateError, dump, restore
+from fakefs.host.mountinfo import mount_namespace_id
 
 # Poll period of the saver: a change is on disk within this plus one save.
 SAVE_INTERVAL = 0.04

@@ -54,12 +54,12 @@ import os
 import tempfile
 import time
 
-from .. import registry
-from ..daemon import (MountError, MountRequest, _report, build_root_reporting, register_mount,
-                      report_ready_before_serving, run_serving)
-from ..mountinfo import read_mounts
-from ..sysmount import MS_BIND, MS_NODEV, MS_NOSUID, mount, umount
-from .mirror import Mirror
+from fakefs.runtime import registry
+from fakefs.errors import MountError
+from fakefs.runtime.serving import MountRequest, _report, build_root_reporting, register_mount, report_ready_before_serving, run_serving
+from fakefs.host.mountinfo import read_mounts
+from fakefs.host.sysmount import MS_BIND, MS_NODEV, MS_NOSUID, mount, umount
+from fakefs.backends.tmpfs.mirror import Mirror
 
 TREE_DIR = "fakefs-tree"
 WORK_DIR = "work"
@@ -84,7 +84,7 @@ def _log(message: str) -> None:
 
 
 def serve_tmpfs(request: MountRequest, on_ready=None) -> None:
-    from .inotify import Inotify
+    from fakefs.backends.tmpfs.inotify import Inotify
 
     root = build_root_reporting(request, on_ready)
 
@@ -157,7 +157,7 @@ class _Watcher:
     """inotify events -> Mirror actions, in a trio loop."""
 
     def __init__(self, ino, mirror: Mirror, target: str):
-        from . import inotify as I
+        from fakefs.backends.tmpfs import inotify as I
 
         self.I = I
         self.ino = ino

@@ -19,8 +19,8 @@ import hashlib
 import json
 import os
 
-from ... import registry
-from ...mountinfo import mount_namespace_id
+from fakefs.runtime import registry
+from fakefs.host.mountinfo import mount_namespace_id
 
 
 def path_for(target: str, mntns: str | None = None) -> str:

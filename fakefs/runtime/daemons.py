@@ -10,20 +10,13 @@ import sys
 import time
 import traceback
 
-from . import registry
-from .daemon import MountError, MountRequest, serve
-from .mountinfo import mount_namespace_id, mounts_at
-from .sysmount import in_private_mount_namespace, umount
+from fakefs.runtime import registry
+from fakefs.errors import CliError, MountError
+from fakefs.runtime.serving import MountRequest, serve
+from fakefs.host.mountinfo import mount_namespace_id, mounts_at
+from fakefs.host.sysmount import in_private_mount_namespace, umount
 
 SYSTEM_PREFIXES = ("/sys", "/proc", "/dev")
-
-
-class CliError(Exception):
-    """A one-line error for the user; the CLI prints it and exits non-zero."""
-
-    def __init__(self, message: str, code: int = 1):
-        super().__init__(message)
-        self.code = code
 
 
 def is_stale(target: str) -> bool:
@@ -123,7 +116,7 @@ def _start_background(request: MountRequest) -> int:
             try:
                 # A supervisor that runs the server as its child and
                 # restarts it after a crash (supervisor.py).
-                from .supervisor import supervise
+                from fakefs.runtime.supervisor import supervise
 
                 code = supervise(request, ready)
             except BaseException:
@@ -158,7 +151,7 @@ def stop(target: str, timeout: float = 5.0, forget: bool = False) -> str:
     """Unmount and stop the daemon; returns what was done (for the CLI).
     ``forget``: also discard the tree's saved state (statefile.py), which the
     daemon writes once more as it stops."""
-    from . import statefile
+    from fakefs.runtime import statefile
 
     target = os.path.realpath(os.path.abspath(target))
     record = registry.load(target)

@@ -21,9 +21,9 @@ import os
 from dataclasses import dataclass
 from typing import Hashable
 
-from ..model.cftype import WriteContext
-from ..model.errors import KernelError
-from .nodes import Attr, Node
+from fakefs.model.cftype import WriteContext
+from fakefs.model.errors import KernelError
+from fakefs.vfs.nodes import Attr, Node
 
 ROOT_INODE = 1
 

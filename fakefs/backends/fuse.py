@@ -1,5 +1,5 @@
 """The pyfuse3 transport: a thin async adapter from pyfuse3's Operations to
-:class:`fakefs.fs.ops.FsOps`. No filesystem logic lives here."""
+:class:`fakefs.vfs.ops.FsOps`. No filesystem logic lives here."""
 
 from __future__ import annotations
 
@@ -14,10 +14,10 @@ import types
 import pyfuse3
 import trio
 
-from ..model.cftype import WriteContext
-from ..model.errors import KernelError
-from .nodes import Attr
-from .ops import FsOps
+from fakefs.model.cftype import WriteContext
+from fakefs.model.errors import KernelError
+from fakefs.vfs.nodes import Attr
+from fakefs.vfs.ops import FsOps
 
 # Nodes that may change behind the kernel's back (live statistics, real
 # directories underneath): the kernel caches nothing and asks every time.

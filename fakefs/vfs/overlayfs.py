@@ -11,10 +11,10 @@ from __future__ import annotations
 import errno
 import os
 
-from ..model.cftype import WriteContext
-from ..model.errors import KernelError
-from ..model.procsys import SysctlEntry, build_entries, perm_allows
-from .mergedfs import DirFd, MergedDir, RealDir, StagingRoot, SyntheticFile
+from fakefs.model.cftype import WriteContext
+from fakefs.model.errors import KernelError
+from fakefs.model.procsys import SysctlEntry, build_entries, perm_allows
+from fakefs.vfs.mergedfs import DirFd, MergedDir, RealDir, StagingRoot, SyntheticFile
 
 PROC_SYS = "/proc/sys"
 

@@ -8,8 +8,9 @@ import signal
 import time
 from dataclasses import dataclass, field
 
-from . import registry
-from .mountinfo import mount_namespace_id
+from fakefs.errors import MountError
+from fakefs.runtime import registry
+from fakefs.host.mountinfo import mount_namespace_id
 
 FUSE_OPTIONS = ("fsname=fakefs", "subtype=fakefs", "allow_other", "default_permissions")
 
@@ -28,21 +29,17 @@ class MountRequest:
     subtree_of: dict[str, str] | None = None
 
 
-class MountError(Exception):
-    """A one-line reason the mount could not be made."""
-
-
 def build_root(request: MountRequest):
     """The node tree for ``request.tree``, over a model of this machine."""
-    from .fs.cgroupfs import CgroupFsRoot
-    from .hostinfo import LiveProcessTable
-    from .model.errors import KernelError
-    from .model.tree import DEFAULT_HIERARCHIES, CgroupModel
+    from fakefs.vfs.cgroupfs import CgroupFsRoot
+    from fakefs.host.facts import LiveProcessTable
+    from fakefs.model.errors import KernelError
+    from fakefs.model.tree import DEFAULT_HIERARCHIES, CgroupModel
 
     if request.tree == "overlay":
         import json
 
-        from .fs.overlayfs import build_overlay_root
+        from fakefs.vfs.overlayfs import build_overlay_root
 
         try:
             with open(request.extra["spec"]) as f:
@@ -61,7 +58,7 @@ def build_root(request: MountRequest):
         raise MountError(exc.detail) from None
     if request.subtree_of:
         _seed_subtrees(model, request.subtree_of)
-    from .stats import LiveStats
+    from fakefs.host.stats import LiveStats
 
     # Live statistics: the real processes' figures, sampled through a short cache.
     model.stats = LiveStats()
@@ -72,7 +69,7 @@ def build_root(request: MountRequest):
 def _restore_state(model, request: MountRequest) -> None:
     """Serve what was there when this target was last served (statefile.py);
     run_serving() keeps the file up to date from now on."""
-    from . import statefile
+    from fakefs.runtime import statefile
 
     model.state_file = statefile.path_for(request.target)
     note = statefile.load_into(model, model.state_file)
@@ -83,7 +80,7 @@ def _restore_state(model, request: MountRequest) -> None:
 def _overlay_state(root, request: MountRequest) -> None:
     """Written sysctl values survive a crash: restored when the supervisor
     restarts the server, saved by run_serving (overlaystate.py)."""
-    from . import overlaystate, statefile
+    from fakefs.runtime import overlaystate, statefile
 
     root.sysctl_files = overlaystate.sysctl_files(root)
     root.state_file = statefile.path_for(request.target)
@@ -98,7 +95,7 @@ def host_facts(overrides: dict | None = None):
     --cpus``: the CPUs the root cpuset shows)."""
     import dataclasses
 
-    from .hostinfo import read_host_facts
+    from fakefs.host.facts import read_host_facts
 
     facts = read_host_facts()
     if not overrides:
@@ -113,8 +110,8 @@ def host_facts(overrides: dict | None = None):
 def _seed_subtrees(model, subtree_of: dict[str, str]) -> None:
     """Read each real cgroup's settings (before the fake covers it) and
     replay them into the fake top that stands for it."""
-    from .model.errors import KernelError
-    from .model.subtree import seed_names, seed_top
+    from fakefs.model.errors import KernelError
+    from fakefs.model.subtree import seed_names, seed_top
 
     for mounted in model.mounts:
         real = subtree_of.get(mounted.dirname)
@@ -199,8 +196,8 @@ def serve_pyfuse3(request: MountRequest, on_ready=None) -> None:
         _report(on_ready, f"pyfuse3 is not usable here: {exc}")
         raise MountError(str(exc)) from None
 
-    from .fs.ops import FsOps
-    from .fs.pyfuse3_backend import MAIN_TASKS, make_operations
+    from fakefs.vfs.ops import FsOps
+    from fakefs.backends.fuse import MAIN_TASKS, make_operations
 
     root = build_root_reporting(request, on_ready)
     operations = make_operations(FsOps(root))
@@ -285,11 +282,11 @@ def run_serving(serve, root, stop=None) -> None:
             if model is not None:
                 nursery.start_soon(watch_forks, model)
                 if getattr(model, "state_file", None):
-                    from .statefile import keep_saved
+                    from fakefs.runtime.statefile import keep_saved
 
                     nursery.start_soon(keep_saved, model, model.state_file)
             elif getattr(root, "sysctl_files", None):
-                from .overlaystate import keep_saved as keep_overlay_saved
+                from fakefs.runtime.overlaystate import keep_saved as keep_overlay_saved
 
                 nursery.start_soon(keep_overlay_saved, root.sysctl_files, root.state_file)
             await serve()
@@ -309,7 +306,7 @@ async def watch_forks(model) -> None:
     """trio task for cgroup trees: children start in their parent's fake
     cgroups, as on the kernel (see forkwatch.py); without the kernel's
     process events, membership is only what was written."""
-    from .forkwatch import open_watcher, watch
+    from fakefs.host.forkwatch import open_watcher, watch
 
     # Fake subtrees serve container runtimes, whose stage processes are
     # made with CLONE_PARENT (see forkwatch.py).
@@ -328,7 +325,7 @@ def _report(on_ready, error: str | None) -> None:
 def serve_rawfuse(request: MountRequest, on_ready=None) -> None:
     """The FUSE protocol spoken over /dev/fuse without libfuse: works where
     pyfuse3 refuses the kernel's INIT (gVisor offers no READDIRPLUS)."""
-    from .fs.rawfuse.server import serve_request
+    from fakefs.backends.rawfuse.server import serve_request
 
     serve_request(request, on_ready)
 
@@ -336,7 +333,7 @@ def serve_rawfuse(request: MountRequest, on_ready=None) -> None:
 def serve_tmpfs(request: MountRequest, on_ready=None) -> None:
     """Plain files in a tmpfs, kept in step by an inotify watcher: where no
     FUSE backend works (see fakefs/tmpfsbackend for what it cannot do)."""
-    from .tmpfsbackend import serve_tmpfs as serve_request
+    from fakefs.backends.tmpfs import serve_tmpfs as serve_request
 
     serve_request(request, on_ready)
 

@@ -38,9 +38,9 @@ import time
 from contextlib import contextmanager
 from typing import Callable, Hashable, Iterator, Mapping, Union
 
-from ..model.cftype import WriteContext
-from ..model.errors import KernelError
-from .nodes import Attr, Node
+from fakefs.model.cftype import WriteContext
+from fakefs.model.errors import KernelError
+from fakefs.vfs.nodes import Attr, Node
 
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 # O_NONBLOCK: if a real file was swapped for a FIFO, opening it must not hang

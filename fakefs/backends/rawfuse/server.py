@@ -2,7 +2,7 @@
 
 pyfuse3 (libfuse) refuses kernels that do not offer READDIRPLUS, which is
 every gVisor; this transport negotiates down to whatever the kernel offers
-and serves the same :class:`~fakefs.fs.ops.FsOps` the pyfuse3 adapter
+and serves the same :class:`~fakefs.vfs.ops.FsOps` the pyfuse3 adapter
 serves. No filesystem logic lives here: requests are decoded, handed to
 FsOps, and its results or :class:`KernelError` encoded as replies. What the
 transport adds is for the kernels it talks to: directory offsets both Linux
@@ -24,12 +24,12 @@ import sys
 import time
 import traceback
 
-from ...model.cftype import WriteContext
-from ...model.errors import KernelError
-from ..nodes import Attr
-from ..ops import FsOps
-from . import protocol as P
-from .protocol import Malformed, Opcode
+from fakefs.model.cftype import WriteContext
+from fakefs.model.errors import KernelError
+from fakefs.vfs.nodes import Attr
+from fakefs.vfs.ops import FsOps
+from fakefs.backends.rawfuse import protocol as P
+from fakefs.backends.rawfuse.protocol import Malformed, Opcode
 
 # What the kernel may cache, from FsOps.cache_hints (as in the pyfuse3
 # adapter): names that change only through this filesystem's own mkdir/
@@ -560,7 +560,7 @@ async def serve_fd(session: FuseSession, fd: int) -> None:
         events = session.ops.path_events
         if events and session.path_log is not None:
             # Before the reply hands the node ids to the kernel (inodelog.py).
-            from .inodelog import append
+            from fakefs.backends.rawfuse.inodelog import append
 
             append(session.path_log, events)
             events.clear()
@@ -573,7 +573,7 @@ async def serve_fd(session: FuseSession, fd: int) -> None:
 def mount_fuse(target: str) -> tuple[int, str]:
     """mount(2) a FUSE filesystem at ``target`` on a fresh /dev/fuse
     connection; returns the device fd and the fstype used."""
-    from ...sysmount import MS_NODEV, MS_NOSUID, mount
+    from fakefs.host.sysmount import MS_NODEV, MS_NOSUID, mount
 
     fd = os.open("/dev/fuse", os.O_RDWR | os.O_CLOEXEC)
     options = (f"fd={fd},rootmode=40000,user_id={os.geteuid()},group_id={os.getegid()},"
@@ -592,7 +592,7 @@ def mount_fuse(target: str) -> tuple[int, str]:
 
 
 def _unmount(target: str) -> None:
-    from ...sysmount import umount
+    from fakefs.host.sysmount import umount
 
     try:
         umount(target, detach=True)
@@ -608,10 +608,10 @@ def serve_request(request, on_ready=None) -> None:
     it once INIT is done, and a server it restarts gets the connection in
     ``request.extra["fuse_connection"]``: it answers the kernel's node ids
     from the inode log instead of mounting (see inodelog.py)."""
-    from ... import daemon, registry
-    from ...daemon import (MountError, _report, build_root_reporting, register_mount,
-                           report_ready_before_serving, run_serving)
-    from . import inodelog
+    from fakefs.runtime import serving as daemon, registry
+    from fakefs.errors import MountError
+    from fakefs.runtime.serving import _report, build_root_reporting, register_mount, report_ready_before_serving, run_serving
+    from fakefs.backends.rawfuse import inodelog
 
     root = build_root_reporting(request, on_ready)
     session = FuseSession(FsOps(root))

@@ -10,8 +10,8 @@ from typing import Iterable
 
 import psutil
 
-from .model.host import HostFacts
-from .model.kparse import parse_cpulist
+from fakefs.model.host import HostFacts
+from fakefs.model.kparse import parse_cpulist
 
 
 def _read(path: str, default: str = "") -> str:

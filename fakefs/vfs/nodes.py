@@ -13,8 +13,8 @@ import stat
 from dataclasses import dataclass
 from typing import Hashable
 
-from ..model.cftype import WriteContext
-from ..model.errors import KernelError
+from fakefs.model.cftype import WriteContext
+from fakefs.model.errors import KernelError
 
 
 @dataclass

@@ -7,8 +7,8 @@ from __future__ import annotations
 import json
 import os
 
-from ..mountinfo import mount_namespace_id
-from ..registry import run_dir, write_atomically
+from fakefs.host.mountinfo import mount_namespace_id
+from fakefs.runtime.registry import run_dir, write_atomically
 
 
 def journal_path(mntns: str | None = None) -> str:

@@ -18,7 +18,7 @@ KIND = "overlay-sysctl"
 
 def sysctl_files(root) -> dict:
     """entry path -> SysctlFile, for every synthetic sysctl in the tree."""
-    from .fs.overlayfs import SysctlFile
+    from fakefs.vfs.overlayfs import SysctlFile
 
     found: dict = {}
 
@@ -39,7 +39,7 @@ def snapshot(files: dict) -> dict:
 
 
 def save(files: dict, path: str) -> None:
-    from .registry import write_atomically
+    from fakefs.runtime.registry import write_atomically
 
     write_atomically(path, json.dumps({"kind": KIND, "values": snapshot(files)}).encode())
 

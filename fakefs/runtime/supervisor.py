@@ -132,7 +132,7 @@ class Supervisor:
 
     # -- one generation ---------------------------------------------------------------
     def _spawn(self, request) -> _Server:
-        from . import daemon
+        from fakefs.runtime import serving as daemon
 
         supervisor_pid = os.getpid()
         rfd, wfd = os.pipe()
@@ -215,8 +215,8 @@ class Supervisor:
 
     # -- recovery ---------------------------------------------------------------------
     def _clear_dead_mount(self) -> None:
-        from .mounting import fakefs_mounted_at, is_stale
-        from .sysmount import umount
+        from fakefs.runtime.daemons import fakefs_mounted_at, is_stale
+        from fakefs.host.sysmount import umount
 
         target = self.request.target
         for _ in range(8):  # a bind stacked on the mount point shows as one more layer
@@ -228,13 +228,13 @@ class Supervisor:
                 return
 
     def _unbind(self) -> None:
-        from .manager.apply import unbind_from
+        from fakefs.manager.apply import unbind_from
 
         for problem in unbind_from(self.request.target):
             self.log(f"unbinding the dead mount: {problem}")
 
     def _rebind(self) -> None:
-        from .manager.apply import bind_from
+        from fakefs.manager.apply import bind_from
 
         for problem in bind_from(self.request.target):
             self.log(f"rebinding: {problem}")
@@ -242,7 +242,7 @@ class Supervisor:
     def run(self, on_ready) -> int:
         """Serve until stopped; ``on_ready`` gets the first generation's
         readiness (None or a reason). Returns the exit code."""
-        from . import registry
+        from fakefs.runtime import registry
 
         self._install_signals()
         request = self.request
@@ -329,7 +329,7 @@ class Supervisor:
 
     def _finish_stop(self, server: _Server) -> None:
         """A server killed after STOP_GRACE did not unmount: do it for it."""
-        from . import registry
+        from fakefs.runtime import registry
 
         if not server.clean_exit:
             self._clear_dead_mount()
