@@ -9,6 +9,7 @@ import os
 import sys
 
 from fakefs import __version__
+from fakefs.errors import CliError
 
 DEFAULT_TARGET = "/sys/fs/cgroup"
 
@@ -104,7 +105,6 @@ def _host_overrides(args) -> dict:
 
 def cmd_umount(args) -> int:
     from fakefs.runtime import registry
-    from fakefs.errors import CliError
     from fakefs.runtime.daemons import stop
 
     if args.all:
@@ -127,7 +127,6 @@ def cmd_umount(args) -> int:
 
 def _profile(name: str):
     from fakefs.manager.profile import ProfileError, load
-    from fakefs.errors import CliError
 
     try:
         return load(name)
@@ -139,7 +138,6 @@ def cmd_apply(args) -> int:
     from fakefs.manager.apply import apply
     from fakefs.manager.plan import make_plan
     from fakefs.manager.run import stage_dir
-    from fakefs.errors import CliError
     from fakefs.runtime.daemons import SYSTEM_PREFIXES
     from fakefs.host.sysmount import in_private_mount_namespace
 
@@ -180,7 +178,6 @@ def cmd_run(args) -> int:
         parse_limits(args.limits)
     _check_backend(args.backend)
     if os.geteuid() != 0:
-        from fakefs.errors import CliError
 
         raise CliError("fakefs: must run as root")
     return run(args.profile, cmd, quiet=not args.verbose, backend=args.backend, limit_specs=args.limits)
@@ -220,14 +217,13 @@ def cmd_probe(args) -> int:
 
 
 def _check_backend(name: str) -> None:
-    from fakefs.runtime.serving import BACKENDS
+    from fakefs.backends import BACKENDS
 
     if name != "auto" and name not in BACKENDS:
         raise _cli_error(f"fakefs: unknown backend {name!r} (known: auto, {', '.join(sorted(BACKENDS))})")
 
 
 def _cli_error(message: str):
-    from fakefs.errors import CliError
 
     return CliError(message)
 
@@ -237,7 +233,6 @@ COMMANDS = {"mount": cmd_mount, "umount": cmd_umount, "status": cmd_status, "app
 
 
 def main(argv: list[str] | None = None) -> int:
-    from fakefs.errors import CliError
 
     args = _parser().parse_args(argv)
     if not args.command:

@@ -475,7 +475,7 @@ def run_probe() -> dict:
     checks["capabilities"] = check_capabilities()
     checks["gvisor"] = detect_gvisor()
 
-    from fakefs.runtime.serving import AUTO_ORDER, BACKENDS
+    from fakefs.backends import AUTO_ORDER, BACKENDS
 
     handshakes = {}
     fuse_backends = {"fuse": ("fuse_pyfuse3", "pyfuse3 (libfuse)"), "fuse-raw": ("fuse_raw", "raw /dev/fuse server")}

@@ -34,8 +34,9 @@ def require_root_and_fuse() -> None:
     require(os.path.exists("/dev/fuse"), "needs /dev/fuse")
 
 
-def fakefs(*args: str, check: bool = False, timeout: float = 30, **kw) -> subprocess.CompletedProcess:
-    env = dict(os.environ)
+def fakefs(*args: str, check: bool = False, timeout: float = 30, env: dict | None = None,
+           **kw) -> subprocess.CompletedProcess:
+    env = dict(env if env is not None else os.environ)
     env.setdefault("PYTHONPATH", REPO)
     return subprocess.run(FAKEFS + list(args), capture_output=True, text=True, timeout=timeout,
                           check=check, env=env, cwd=REPO, **kw)

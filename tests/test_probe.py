@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 
-from fakefs.runtime.serving import AUTO_ORDER
+from fakefs.backends import AUTO_ORDER
 from fakefs.probe import KUBELET_TUNABLES, V1_CONTROLLERS, check, predict_kubelet, predict_runc
 from tests.support import REPO, fakefs, require
 from tests.test_tmpfs_backend import HIDE_DEV_FUSE, _in_new_ns
@@ -40,7 +40,7 @@ def test_probe_here_is_complete_fast_and_consistent():
     assert CHECK_KEYS <= set(report["checks"])
     for key, c in report["checks"].items():
         assert c["ok"] in (True, False, None) and c["reason"], key
-    assert [b["name"] for b in report["backends"]] == AUTO_ORDER
+    assert [b["name"] for b in report["backends"]] == list(AUTO_ORDER)
     usable = [b["name"] for b in report["backends"] if b["usable"]]
     assert report["auto_backend"] == (usable[0] if usable else None)
     assert code == (0 if usable else 1)

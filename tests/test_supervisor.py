@@ -160,7 +160,7 @@ def test_kill_9_of_an_applied_overlay_server_heals_its_bind_mounts():
 {sys.executable} -m fakefs apply kubelet
 {sys.executable} - <<'PY'
 import os, signal, time
-from fakefs import registry
+from fakefs.runtime import registry
 
 def read(p):
     try:

@@ -17,7 +17,8 @@ import time
 
 import pytest
 
-from fakefs.runtime.serving import AUTO_ORDER, BACKENDS, MountRequest, build_root
+from fakefs.backends import AUTO_ORDER, BACKENDS
+from fakefs.runtime.serving import MountRequest, build_tree
 from fakefs.vfs.cgroupfs import CgroupFsRoot
 from fakefs.model.host import HostFacts, StaticProcessTable
 from fakefs.model.tree import CgroupModel
@@ -214,7 +215,7 @@ def test_backend_is_registered_and_last_in_auto_order():
 
 def test_mounted_tree_matches_the_model(tmpfs_mount):
     path = tmpfs_mount()
-    root = build_root(MountRequest(target=path))
+    root = build_tree(MountRequest(target=path)).root
     for name, node in root.entries():
         assert os.path.lexists(os.path.join(path, name)), name
         if stat.S_ISDIR(node.attr().mode):

@@ -1,5 +1,6 @@
-"""The pyfuse3 transport: a thin async adapter from pyfuse3's Operations to
-:class:`fakefs.vfs.ops.FsOps`. No filesystem logic lives here."""
+"""The ``fuse`` backend: pyfuse3 (libfuse), a thin async adapter from
+pyfuse3's Operations to :class:`fakefs.vfs.ops.FsOps`. No filesystem logic
+lives here."""
 
 from __future__ import annotations
 
@@ -14,10 +15,13 @@ import types
 import pyfuse3
 import trio
 
+from fakefs.backends import Session
 from fakefs.model.cftype import WriteContext
 from fakefs.model.errors import KernelError
 from fakefs.vfs.nodes import Attr
 from fakefs.vfs.ops import FsOps
+
+FUSE_OPTIONS = ("fsname=fakefs", "subtype=fakefs", "allow_other", "default_permissions")
 
 # Nodes that may change behind the kernel's back (live statistics, real
 # directories underneath): the kernel caches nothing and asks every time.
@@ -319,3 +323,49 @@ def _skip_ready_waits() -> None:
 def make_operations(ops: FsOps) -> pyfuse3.Operations:
     _skip_ready_waits()
     return Pyfuse3Operations(ops)
+
+
+def serve(session: Session) -> None:
+    operations = make_operations(FsOps(session.root))
+    # fakefs makes the mount itself and hands libfuse the connection as
+    # /dev/fd/N (libfuse >= 3.3): so that a restarted server can take the
+    # place of a dead one without the directory underneath ever showing.
+    fd = session.mount_fuse()
+    try:
+        pyfuse3.init(operations, f"/dev/fd/{fd}", set(FUSE_OPTIONS))
+    except RuntimeError as exc:
+        session.unmount()
+        os.close(fd)
+        raise session.fail(f"FUSE session at {session.target} refused: {exc}") from None
+
+    # The mount exists now, but the connection is only usable once pyfuse3
+    # accepted the kernel's INIT (gVisor's lacks READDIRPLUS: pyfuse3 refuses
+    # it). pyfuse3 calls Operations.init() right after accepting it, so
+    # readiness is reported from there and a refused INIT is a MountError.
+    initialised = False
+
+    def init() -> None:
+        nonlocal initialised
+        initialised = True
+        session.on_mounted("fuse")
+        session.report(None)
+
+    operations.init = init
+    try:
+        session.run_serving(lambda: pyfuse3.main(max_tasks=MAIN_TASKS), pyfuse3.terminate)
+    except Exception as exc:
+        if initialised:
+            raise
+        detail = "; ".join(_leaf_messages(exc))
+        raise session.fail(f"FUSE connection at {session.target} refused at INIT by pyfuse3: {detail}") from None
+    finally:
+        # libfuse does not unmount what it did not mount (and closes the fd).
+        pyfuse3.close(unmount=False)
+        session.unmount()
+
+
+def _leaf_messages(exc: BaseException) -> list[str]:
+    """The messages of the exceptions inside (nested) exception groups."""
+    if isinstance(exc, BaseExceptionGroup):
+        return [m for sub in exc.exceptions for m in _leaf_messages(sub)]
+    return [str(exc) or type(exc).__name__]

@@ -10,8 +10,17 @@ from typing import Iterable
 
 import psutil
 
+from fakefs.host.sysmount import libc
 from fakefs.model.host import HostFacts
 from fakefs.model.kparse import parse_cpulist
+
+
+def cap_last_cap() -> int:
+    """The highest capability this kernel knows: the last one PR_CAPBSET_READ accepts."""
+    cap = 0
+    while cap < 64 and libc.prctl(23, cap + 1, 0, 0, 0) >= 0:  # PR_CAPBSET_READ
+        cap += 1
+    return cap
 
 
 def _read(path: str, default: str = "") -> str:

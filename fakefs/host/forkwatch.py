@@ -34,6 +34,8 @@ import errno
 import socket
 import struct
 
+import trio
+
 NETLINK_CONNECTOR = 11
 CN_IDX_PROC = 1
 CN_VAL_PROC = 1
@@ -195,8 +197,6 @@ def open_watcher(clone_parent: bool = False) -> ForkWatcher | str:
 
 async def watch(watcher: ForkWatcher, model) -> None:
     """trio task: apply events as they arrive, until cancelled."""
-    import trio
-
     model.on_attach = watcher.remember
     try:
         while True:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 
@@ -40,8 +41,6 @@ def mounts_at(mountpoint: str) -> list[Mount]:
 
 
 def mount_namespace_id() -> str:
-    import os
-
     try:
         return os.readlink("/proc/self/ns/mnt").strip("mnt:[]")
     except FileNotFoundError:

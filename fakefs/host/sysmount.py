@@ -40,8 +40,114 @@ def mount(source: str, target: str, fstype: str | None, flags: int = 0, data: st
                        data.encode() if data else None), f"mount {target}")
 
 
+def bind(source: str, target: str) -> None:
+    """Bind-mount ``source`` (recursively where the kernel allows) at ``target``."""
+    try:
+        mount(source, target, None, MS_BIND | MS_REC)
+    except OSError as exc:
+        if exc.errno != errno.EINVAL:
+            raise
+        # gVisor (2022) refuses every recursive bind with EINVAL; a plain
+        # bind is the same here (the sources have no submounts).
+        mount(source, target, None, MS_BIND)
+
+
 def umount(target: str, detach: bool = False) -> None:
     _check(_libc.umount2(target.encode(), MNT_DETACH if detach else 0), f"umount {target}")
+
+
+# The new mount API (Linux 5.2; mounting beneath another mount: 6.5).
+# x86_64 and arm64 share these numbers (asm-generic).
+SYS_OPEN_TREE, SYS_MOVE_MOUNT, SYS_FSOPEN, SYS_FSCONFIG, SYS_FSMOUNT = 428, 429, 430, 431, 432
+OPEN_TREE_CLONE = 1
+OPEN_TREE_CLOEXEC = os.O_CLOEXEC
+FSOPEN_CLOEXEC = 1
+FSMOUNT_CLOEXEC = 1
+FSCONFIG_SET_FLAG, FSCONFIG_SET_STRING, FSCONFIG_CMD_CREATE = 0, 1, 6
+MOVE_MOUNT_F_EMPTY_PATH = 0x04
+MOVE_MOUNT_BENEATH = 0x200
+MOUNT_ATTR_NOSUID, MOUNT_ATTR_NODEV = 0x02, 0x04
+AT_FDCWD = -100
+
+
+def _syscall(number: int, *args) -> int:
+    ret = _libc.syscall(number, *args)
+    if ret < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+    return ret
+
+
+def new_mount(fstype: str, source: str, options: dict[str, str | None]) -> int:
+    """A detached mount of a new ``fstype`` filesystem (fsopen, fsconfig,
+    fsmount), nosuid and nodev; ``options`` are its mount options (None: a
+    flag). Returns the mount's fd, to be placed with move_mount_beneath()."""
+    fs = _syscall(SYS_FSOPEN, fstype.encode(), FSOPEN_CLOEXEC)
+    try:
+        _syscall(SYS_FSCONFIG, fs, FSCONFIG_SET_STRING, b"source", source.encode(), 0)
+        for key, value in options.items():
+            if value is None:
+                _syscall(SYS_FSCONFIG, fs, FSCONFIG_SET_FLAG, key.encode(), None, 0)
+            else:
+                _syscall(SYS_FSCONFIG, fs, FSCONFIG_SET_STRING, key.encode(), value.encode(), 0)
+        _syscall(SYS_FSCONFIG, fs, FSCONFIG_CMD_CREATE, None, None, 0)
+        return _syscall(SYS_FSMOUNT, fs, FSMOUNT_CLOEXEC, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV)
+    finally:
+        os.close(fs)
+
+
+def clone_mount(path: str) -> int:
+    """A detached copy of the mount at ``path`` (open_tree OPEN_TREE_CLONE),
+    like the source of a bind mount. Returns its fd."""
+    return _syscall(SYS_OPEN_TREE, AT_FDCWD, path.encode(), OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC)
+
+
+def replace_mount(mount_fd: int, target: str) -> None:
+    """Put the detached mount ``mount_fd`` in place of the top mount at
+    ``target`` without a moment in which the directory underneath shows:
+    it is slid beneath the old one (MOVE_MOUNT_BENEATH), then the old one is
+    detached. OSError (EINVAL, ENOSYS: an older kernel, gVisor) when the
+    kernel cannot; nothing has changed then."""
+    _syscall(SYS_MOVE_MOUNT, mount_fd, b"", AT_FDCWD, target.encode(), MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_BENEATH)
+    umount(target, detach=True)
+
+
+def mount_fuse(target: str, replace: bool = False, clear=None) -> tuple[int, str]:
+    """A FUSE mount of fakefs at ``target`` on a fresh /dev/fuse connection;
+    returns the connection's fd and the fstype used ("fuse.fakefs" names the
+    filesystem in mountinfo where the kernel supports subtypes; gVisor knows
+    only "fuse").
+
+    ``replace``: a dead mount of ours is at ``target``: the new one takes its
+    place without the directory underneath ever showing (replace_mount).
+    Where the kernel cannot, ``clear()`` removes the dead one first."""
+    fd = os.open("/dev/fuse", os.O_RDWR | os.O_CLOEXEC)
+    try:
+        options = {"fd": str(fd), "rootmode": "40000", "user_id": str(os.geteuid()),
+                   "group_id": str(os.getegid()), "allow_other": None, "default_permissions": None}
+        if replace:
+            try:
+                mount_fd = new_mount("fuse", "fakefs", {**options, "subtype": "fakefs"})
+                try:
+                    replace_mount(mount_fd, target)
+                finally:
+                    os.close(mount_fd)
+                return fd, "fuse.fakefs"
+            except OSError:
+                if clear is not None:
+                    clear()
+        data = ",".join(k if v is None else f"{k}={v}" for k, v in options.items())
+        for fstype in ("fuse.fakefs", "fuse"):
+            try:
+                mount("fakefs", target, fstype, MS_NOSUID | MS_NODEV, data)
+                return fd, fstype
+            except OSError as exc:
+                if fstype == "fuse" or exc.errno not in (errno.ENODEV, errno.EINVAL):
+                    raise
+        raise AssertionError("unreachable: the last fstype re-raises")
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def unshare_mount_namespace(make_private: bool = True) -> None:

@@ -10,7 +10,7 @@ from fakefs.runtime import registry
 from fakefs.runtime.serving import MountRequest
 from fakefs.errors import CliError
 from fakefs.runtime.daemons import is_stale, start, stop
-from fakefs.host.sysmount import MS_BIND, MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_REC, mount, umount
+from fakefs.host.sysmount import MS_NODEV, MS_NOEXEC, MS_NOSUID, bind, mount, umount
 from fakefs.runtime import journal
 from fakefs.manager.plan import Plan, Step
 
@@ -40,7 +40,7 @@ def _do(step: Step, plan: Plan) -> dict | None:
         mount("cgroup", t, "cgroup", MS_NOSUID | MS_NODEV | MS_NOEXEC, step.options["fstype_options"])
         return {"undo": "umount"}
     if a == "bind":
-        _bind(step.source, t)
+        bind(step.source, t)
         return {"undo": "umount"}
     if a == "start-daemon":
         spec_path = os.path.join(plan.stage, f"{os.path.basename(t)}.spec.json")
@@ -53,57 +53,6 @@ def _do(step: Step, plan: Plan) -> dict | None:
         rec = registry.load(t)
         return {"undo": "stop-daemon", "pid": rec.pid if rec else 0, "spec": spec_path}
     raise CliError(f"fakefs: unknown plan step {a!r}")
-
-
-def _bind(source: str, target: str) -> None:
-    try:
-        mount(source, target, None, MS_BIND | MS_REC)
-    except OSError as exc:
-        if exc.errno != errno.EINVAL:
-            raise
-        # gVisor (2022) refuses every recursive bind with EINVAL; a plain
-        # bind is the same here (the sources have no submounts).
-        mount(source, target, None, MS_BIND)
-
-
-def _binds_from(mount_root: str) -> list[tuple[str, str]]:
-    """(source, target) of the journaled bind mounts whose source lies in
-    ``mount_root``, in the order they were made."""
-    prefix = mount_root.rstrip("/") + "/"
-    out = []
-    for record in journal.read():
-        for entry in record.get("done", []):
-            source = entry.get("source") or ""
-            if entry.get("action") == "bind" and (source == mount_root or source.startswith(prefix)):
-                out.append((source, entry["target"]))
-    return out
-
-
-def unbind_from(mount_root: str) -> list[str]:
-    """After the daemon serving ``mount_root`` died (supervisor.py): detach
-    the binds of its dead mount, which answer ENOTCONN and cover the real
-    directories a restarted overlay server must open. Returns problems."""
-    problems = []
-    for _source, target in reversed(_binds_from(mount_root)):
-        try:
-            umount(target, detach=True)
-        except OSError as exc:
-            if exc.errno != errno.EINVAL:  # EINVAL: no longer a mount point
-                problems.append(f"umount {target}: {exc.strerror}")
-    return problems
-
-
-def bind_from(mount_root: str) -> list[str]:
-    """Redo those binds once a new daemon serves ``mount_root``. The
-    journal stays as it is: the same targets are bound, so undo still
-    unmounts them. Returns problems."""
-    problems = []
-    for source, target in _binds_from(mount_root):
-        try:
-            _bind(source, target)
-        except OSError as exc:
-            problems.append(f"bind {source} -> {target}: {exc.strerror}")
-    return problems
 
 
 def _undo_one(entry: dict) -> str | None:

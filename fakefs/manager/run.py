@@ -3,13 +3,11 @@ applied, torn down when it exits, exiting with its status."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 
-from fakefs.host.mountinfo import mount_namespace_id
 from fakefs.errors import CliError
-from fakefs.runtime.registry import run_dir
+from fakefs.runtime.rundir import namespace_path
 from fakefs.runtime.statefile import forget_all
 from fakefs.host.sysmount import unshare_mount_namespace
 from fakefs.manager.apply import apply, undo_all
@@ -19,7 +17,7 @@ from fakefs.manager.profile import load
 
 
 def stage_dir(profile: str) -> str:
-    return os.path.join(run_dir(), f"stage-{mount_namespace_id()}-{profile}")
+    return namespace_path("stage", f"-{profile}")
 
 
 # The profile --limit implies when none is given: every hierarchy fake.

@@ -87,6 +87,11 @@ class Controller:
     def can_attach(self, cgroup: "Cgroup", tids: list[int]) -> None:
         """Raise KernelError to refuse moving ``tids`` into ``cgroup``."""
 
+    def account_live(self, hierarchy, source, members: dict) -> None:
+        """Bring this controller's live figures up to ``source`` (a
+        model.usage.StatsSource) for ``members`` (tid -> cgroup); see
+        model/usage.py. Controllers without live figures do nothing."""
+
     def state(self, cgroup: "Cgroup") -> Any:
         return cgroup.state[self.name]
 

@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 # kernfs has no per-name limit; only a path must fit in PATH_MAX (measured:
 # 1000-character names work, 4060 gives ENAMETOOLONG).
 PATH_MAX = 4096
+# The files whose writes move tasks: journaled as the attach they made.
+MEMBERSHIP_FILES = ("cgroup.procs", "tasks")
 
 
 class Cgroup:
@@ -148,7 +150,7 @@ class Hierarchy:
         self._check_name(parent, name)
         child = self._new_cgroup(name, parent)
         parent.children[name] = child
-        self.model.changed()
+        self.model.changed({"op": "mkdir", "h": self.label, "path": parent.path, "name": name})
         return child
 
     def rmdir(self, cg: Cgroup) -> None:
@@ -160,7 +162,7 @@ class Hierarchy:
         assert cg.parent is not None
         del cg.parent.children[cg.name]
         cg.removed = True
-        self.model.changed()
+        self.model.changed({"op": "rmdir", "h": self.label, "path": cg.path})
 
     def rename(self, cg: Cgroup, new_parent: Cgroup, new_name: str) -> None:
         """cgroup1_rename: only a rename within the same parent is allowed."""
@@ -171,10 +173,11 @@ class Hierarchy:
         if new_name == cg.name:
             return
         self._check_name(new_parent, new_name)
+        old_path = cg.path
         del new_parent.children[cg.name]
         cg.name = new_name
         new_parent.children[new_name] = cg
-        self.model.changed()
+        self.model.changed({"op": "rename", "h": self.label, "path": old_path, "name": new_name})
 
     # -- control files --------------------------------------------------------
     def read_file(self, cg: Cgroup, name: str) -> str:
@@ -197,9 +200,25 @@ class Hierarchy:
         # kernfs hands the handler a NUL-terminated copy: C parsers stop at
         # the first NUL. latin-1 maps every other byte to one char, so junk
         # bytes still fail the parsers.
-        spec.write(cg, data.split(b"\0", 1)[0].decode("latin-1"), ctx)
-        self.model.changed()
+        text = data.split(b"\0", 1)[0].decode("latin-1")
+        spec.write(cg, text, ctx)
+        # Membership is journaled by attach(): what a pid meant when written.
+        self.model.changed(None if name in MEMBERSHIP_FILES else
+                           {"op": "write", "h": self.label, "path": cg.path, "file": name, "data": text,
+                            "ctx": [ctx.tid, ctx.uid, ctx.gid]})
         return len(data)
+
+    def set_attrs(self, cg: Cgroup, name: str, mode: int | None, uid: int | None, gid: int | None) -> None:
+        """chmod/chown of a cgroup's directory (``name`` ".") or control file."""
+        a = cg.attrs.setdefault(name, FileAttrs())
+        if mode is not None:
+            a.mode = mode & 0o7777
+        if uid is not None:
+            a.uid = uid
+        if gid is not None:
+            a.gid = gid
+        self.model.changed({"op": "attrs", "h": self.label, "path": cg.path, "file": name,
+                            "mode": a.mode, "uid": a.uid, "gid": a.gid})
 
     # -- membership -----------------------------------------------------------
     def _live(self, tid: int) -> bool:
@@ -264,7 +283,7 @@ class Hierarchy:
                 self.placed.pop(t, None)
             else:
                 self.placed[t] = cg
-        self.model.changed()
+        self.model.changed({"op": "attach", "h": self.label, "path": cg.path, "tids": tids})
         if self.model.on_attach is not None:
             self.model.on_attach(tids)
 

@@ -19,8 +19,9 @@ import types
 import typing
 from typing import Any
 
-from fakefs.model.cftype import FileAttrs
+from fakefs.model.cftype import FileAttrs, WriteContext
 from fakefs.model.cgroup import Cgroup, Hierarchy
+from fakefs.model.errors import KernelError
 
 FORMAT = 1
 
@@ -245,3 +246,47 @@ def _apply_hierarchy(h: Hierarchy, plan: dict) -> None:
         cg = by_path[path]
         if not cg.is_root:
             h.placed[tid] = cg
+
+
+# -- the journal of acknowledged operations ---------------------------------------
+
+def replay(model, records) -> tuple[int, list[str]]:
+    """Bring a restored model forward by the operations journaled since its
+    state was saved (CgroupModel.changed records), in order. Each is done
+    again through the model's own rules; one that no longer applies (a
+    process that is gone) is skipped. Returns how many were applied and what
+    was skipped, one line each. The caller keeps the journal off meanwhile."""
+    by_label = {m.hierarchy.label: m.hierarchy for m in model.mounts}
+    applied, skipped = 0, []
+    for record in records:
+        try:
+            _replay_one(by_label, record)
+            applied += 1
+        except (KernelError, KeyError, TypeError, ValueError, StateError) as exc:
+            skipped.append(f"{record.get('op') if isinstance(record, dict) else record!r}: {exc}")
+    return applied, skipped
+
+
+def _replay_one(by_label: dict[str, Hierarchy], record: dict) -> None:
+    h = by_label.get(record["h"])
+    if h is None:
+        raise StateError(f"no hierarchy {record['h']!r}")
+    op = record["op"]
+    cg = h.resolve(record["path"])
+    if op == "mkdir":
+        h.mkdir(cg, record["name"])
+    elif op == "rmdir":
+        h.rmdir(cg)
+    elif op == "rename":
+        h.rename(cg, cg.parent, record["name"])
+    elif op == "write":
+        tid, uid, gid = record["ctx"]
+        h.write_file(cg, record["file"], record["data"].encode("latin-1"), WriteContext(tid=tid, uid=uid, gid=gid))
+    elif op == "attrs":
+        h.set_attrs(cg, record["file"], record["mode"], record["uid"], record["gid"])
+    elif op == "attach":
+        for tid in record["tids"]:
+            if h.model.processes.exists(tid):
+                h.attach(cg, tid, threadgroup=False)
+    else:
+        raise StateError(f"unknown operation {op!r}")

@@ -12,6 +12,7 @@ from fakefs.model.cgroup import Hierarchy
 from fakefs.model.controllers import CONTROLLERS
 from fakefs.model.errors import einval
 from fakefs.model.host import HostFacts, ProcessTable, StaticProcessTable
+from fakefs.model.usage import StatsSource
 
 # The systemd layout of a cgroup v1 host, in the order systemd mounts them.
 DEFAULT_HIERARCHIES: tuple[str, ...] = (
@@ -59,13 +60,21 @@ class MountedHierarchy:
 
 class CgroupModel:
     def __init__(self, host: HostFacts | None = None, processes: ProcessTable | None = None,
-                 hierarchies: tuple[str, ...] | list[str] = DEFAULT_HIERARCHIES, top_is_root: bool = True):
+                 hierarchies: tuple[str, ...] | list[str] = DEFAULT_HIERARCHIES, top_is_root: bool = True,
+                 stats: StatsSource | None = None):
         # top_is_root=False: every hierarchy is a subtree mounted below a real
         # (non-root) cgroup, e.g. for container runtimes (model/subtree.py).
         self.host = host or HostFacts()
         self.processes: ProcessTable = processes if processes is not None else StaticProcessTable()
         self._serials = itertools.count(1)
         self.generation = 0
+        # Where live statistics come from (model/usage.py; the daemon gives
+        # host.stats.LiveStats): None serves only what was written.
+        self.stats = stats
+        # Called with every acknowledged change (CgroupModel.changed) before
+        # the operation returns: the daemon writes it down, so that nothing a
+        # caller saw succeed is lost when the server dies (runtime/statefile.py).
+        self.journal = None
         # Called with the tids each attach placed (fakefs/forkwatch.py notes
         # who they are while they surely exist).
         self.on_attach = None
@@ -85,8 +94,13 @@ class CgroupModel:
     def next_serial(self) -> int:
         return next(self._serials)
 
-    def changed(self) -> None:
+    def changed(self, record: dict | None = None) -> None:
+        """Something in the tree changed. ``record``: the change as an
+        operation the state can be brought forward by (model/state.py
+        replay), for the journal of acknowledged operations."""
         self.generation += 1
+        if record is not None and self.journal is not None:
+            self.journal(record)
 
     def forked(self, parent_tid: int, child_tid: int) -> None:
         """Process events (fakefs/forkwatch.py): fork inherits membership."""

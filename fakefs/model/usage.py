@@ -191,7 +191,7 @@ def usage_of(h: "Hierarchy") -> HierarchyUsage:
 
 
 def source_of(h: "Hierarchy") -> StatsSource | None:
-    return getattr(h.model, "stats", None)
+    return h.model.stats
 
 
 def synced(reader: Callable[["Cgroup"], str]) -> Callable[["Cgroup"], str]:
@@ -217,8 +217,8 @@ def sync(h: "Hierarchy", moving: Iterable[int] = ()) -> None:
     if names & {"cpu", "cpuacct"}:
         tids = set(members) | set(moving)
         _account_cpu(h, u, source, members, source.threads(tids), source.now_ns())
-    if "memory" in names:
-        _account_memory(h, u, source, members)
+    for controller in h.controllers:
+        controller.account_live(h, source, members)
 
 
 def _cgroups(h: "Hierarchy"):
@@ -323,78 +323,3 @@ def _account_bandwidth(h, u: HierarchyUsage, cg, elapsed_ns: int, runtime_ns: in
 
 def bandwidth_stat(cg) -> BandwidthStat:
     return usage_of(cg.hierarchy).bandwidth.get(cg.serial) or BandwidthStat()
-
-
-# -- memory ------------------------------------------------------------------------------
-# memory.stat keys a process's figures feed (bytes). Per process the kernel's
-# split between active and inactive lists is unknown: all pages are put on
-# the active lists; shmem is swap-backed, so it sits on the anon lists.
-def process_stat(p: ProcessMemory) -> dict[str, int]:
-    return {
-        "cache": p.file + p.shmem,
-        "rss": p.anon,
-        "shmem": p.shmem,
-        "mapped_file": p.file + p.shmem,
-        "swap": p.swap,
-        "active_anon": p.anon + p.shmem,
-        "active_file": p.file,
-    }
-
-
-GAUGE_KEYS = ("cache", "rss", "rss_huge", "shmem", "mapped_file", "dirty", "writeback", "swap", "swapcached",
-              "inactive_anon", "active_anon", "inactive_file", "active_file", "unevictable")
-EVENT_KEYS = ("pgfault", "pgmajfault")
-
-
-def _account_memory(h, u: HierarchyUsage, source: StatsSource, members: dict) -> None:
-    from fakefs.model.controllers import memory
-
-    page = h.model.host.page_size
-    # The leader's cgroup holds the process (mm->owner is the leader); the
-    # thread figures say which members are leaders.
-    threads = source.threads(members) if members else {}
-    leaders = {t: members[t] for t, f in threads.items() if f.tgid == t}
-    figures = source.processes(leaders) if leaders else {}
-    local: dict[int, dict[str, int]] = {}
-    faults: dict[int, tuple[int, int]] = {}
-    for tgid, p in figures.items():
-        cg = leaders[tgid]
-        acc = local.setdefault(cg.serial, {})
-        for k, v in process_stat(p).items():
-            acc[k] = acc.get(k, 0) + v
-        prev = u.faults.get(tgid)
-        if prev is not None:
-            events = memory.MEMORY.state(cg).stats
-            events["pgfault"] = events.get("pgfault", 0) + max(0, p.minflt + p.majflt - prev[0] - prev[1])
-            events["pgmajfault"] = events.get("pgmajfault", 0) + max(0, p.majflt - prev[1])
-        faults[tgid] = (p.minflt, p.majflt)
-    u.faults = faults
-    for cg in _cgroups(h):
-        memory.set_live(cg, local.get(cg.serial, {}), page)
-    if h.root.is_root:
-        machine = source.machine_memory()
-        if machine is not None:
-            _root_from_machine(h, u, machine, page)
-    memory.raise_watermarks(h.root)
-
-
-def _root_from_machine(h, u: HierarchyUsage, machine: Mapping[str, int], page: int) -> None:
-    """The root's local figures: the machine's minus its descendants', so
-    that its hierarchical (total_*, usage) figures are the machine's."""
-    from fakefs.model.controllers import memory
-
-    below: dict[str, int] = {}
-    for cg in h.root.descendants():
-        for k, v in memory.MEMORY.state(cg).live_stats.items():
-            below[k] = below.get(k, 0) + v
-    stats = {k: max(0, machine.get(k, 0) - below.get(k, 0)) for k in GAUGE_KEYS}
-    usage = max(0, machine.get("usage", 0) - sum(memory.charged_pages(c, memory.MEM) * page
-                                                 for c in h.root.children.values()))
-    memory.set_live(h.root, stats, page, usage_bytes=usage)
-    # Root events: the machine's counters less the descendants' (never
-    # lower than shown before: a removed child takes its events with it).
-    events = memory.MEMORY.state(h.root).stats
-    for k in EVENT_KEYS:
-        if k in machine:
-            rest = machine[k] - sum(memory.stat_local(c, k) for c in h.root.descendants())
-            events[k] = max(events.get(k, 0), rest)

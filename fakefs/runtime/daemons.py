@@ -3,35 +3,21 @@
 from __future__ import annotations
 
 import errno
-import hashlib
 import os
 import signal
 import sys
 import time
 import traceback
 
-from fakefs.runtime import registry
 from fakefs.errors import CliError, MountError
-from fakefs.runtime.serving import MountRequest, serve
-from fakefs.host.mountinfo import mount_namespace_id, mounts_at
 from fakefs.host.sysmount import in_private_mount_namespace, umount
+from fakefs.runtime import registry, rundir, statefile
+from fakefs.runtime.readiness import await_report, reporter
+from fakefs.runtime.registry import fakefs_mounted_at, is_stale
+from fakefs.runtime.serving import MountRequest, serve
+from fakefs.runtime.supervisor import supervise
 
 SYSTEM_PREFIXES = ("/sys", "/proc", "/dev")
-
-
-def is_stale(target: str) -> bool:
-    """A FUSE mount whose daemon is gone answers ENOTCONN."""
-    try:
-        os.stat(target)
-    except OSError as exc:
-        return exc.errno == errno.ENOTCONN
-    return False
-
-
-def fakefs_mounted_at(target: str) -> bool:
-    # The tmpfs backend's mount is known by its root (gVisor shows no source).
-    return any((m.fstype in ("fuse.fakefs", "fuse") and m.source == "fakefs")
-               or (m.fstype == "tmpfs" and m.root == "/fakefs-tree") for m in mounts_at(target))
 
 
 def is_system_path(path: str) -> bool:
@@ -89,9 +75,8 @@ def start(request: MountRequest, foreground: bool = False) -> int:
 
 
 def _start_background(request: MountRequest) -> int:
-    os.makedirs(registry.run_dir(), mode=0o700, exist_ok=True)
-    request.log = request.log or os.path.join(
-        registry.run_dir(), f"daemon-{mount_namespace_id()}-{hashlib.sha1(request.target.encode()).hexdigest()[:16]}.log")
+    rundir.ensure()
+    request.log = request.log or rundir.path_for("daemon", request.target, ".log")
     rfd, wfd = os.pipe()
     sys.stdout.flush()
     sys.stderr.flush()
@@ -107,52 +92,37 @@ def _start_background(request: MountRequest) -> int:
             os.dup2(logfd, 1)
             os.dup2(logfd, 2)
             reported = []
+            report = reporter(wfd)
 
             def ready(err):
                 reported.append(err)
-                os.write(wfd, (b"ok\n" if err is None else f"error {err}\n".encode()))
-                os.close(wfd)
+                report(err)
 
             try:
                 # A supervisor that runs the server as its child and
                 # restarts it after a crash (supervisor.py).
-                from fakefs.runtime.supervisor import supervise
-
                 code = supervise(request, ready)
             except BaseException:
                 traceback.print_exc()
                 if not reported:
-                    os.write(wfd, b"error daemon failed before the mount was ready (see log)\n")
+                    ready("daemon failed before the mount was ready (see log)")
         finally:
             os._exit(code)
     os.close(wfd)
-    chunks = []
-    # One line, not EOF: the server the supervisor forks holds the pipe too.
-    while True:
-        data = os.read(rfd, 4096)
-        if not data:
-            break
-        chunks.append(data)
-        if b"\n" in data:
-            break
-    os.close(rfd)
-    answer = b"".join(chunks).decode(errors="replace").strip()
-    if answer == "ok":
+    outcome, reason = await_report(rfd)
+    if outcome == "ok":
         return 0
     try:
         os.waitpid(pid, os.WNOHANG)
     except ChildProcessError:
         pass
-    reason = answer[len("error "):] if answer.startswith("error ") else f"daemon exited early (see {request.log})"
-    raise CliError(f"fakefs: {reason}")
+    raise CliError(f"fakefs: {reason or f'daemon exited early (see {request.log})'}")
 
 
 def stop(target: str, timeout: float = 5.0, forget: bool = False) -> str:
     """Unmount and stop the daemon; returns what was done (for the CLI).
     ``forget``: also discard the tree's saved state (statefile.py), which the
     daemon writes once more as it stops."""
-    from fakefs.runtime import statefile
-
     target = os.path.realpath(os.path.abspath(target))
     record = registry.load(target)
     stale = is_stale(target)

@@ -2,7 +2,7 @@
 on disk so that a server restarted after a crash (supervisor.py) serves
 what consumers wrote, not the seeds again.
 
-Only a restart restores them (``request.extra["recovering"]``): a profile
+Every accepted write is saved before it returns. Only a restart restores them (``request.extra["recovering"]``): a profile
 applied afresh seeds its entries from the real files as before. The file is
 the target's state file (statefile.path_for), so ``umount --forget``
 discards it too.
@@ -13,13 +13,14 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 
+from fakefs.runtime.rundir import write_atomically
+from fakefs.vfs.overlayfs import SysctlFile
+
 KIND = "overlay-sysctl"
 
 
 def sysctl_files(root) -> dict:
     """entry path -> SysctlFile, for every synthetic sysctl in the tree."""
-    from fakefs.vfs.overlayfs import SysctlFile
-
     found: dict = {}
 
     def walk(synthetic: Mapping) -> None:
@@ -39,8 +40,6 @@ def snapshot(files: dict) -> dict:
 
 
 def save(files: dict, path: str) -> None:
-    from fakefs.runtime.registry import write_atomically
-
     write_atomically(path, json.dumps({"kind": KIND, "values": snapshot(files)}).encode())
 
 
@@ -68,25 +67,14 @@ def load_into(files: dict, path: str) -> str | None:
     return f"overlay state restored from {path} ({restored} entries)"
 
 
-async def keep_saved(files: dict, path: str, interval: float = 0.04) -> None:
-    """trio task: save whenever a value changed, and when cancelled."""
-    import trio
+def keep_saved(files: dict, path: str) -> None:
+    """From now on every accepted write to an entry is saved before the
+    write returns (the file is small: a few values)."""
+    def save_logged() -> None:
+        try:
+            save(files, path)
+        except OSError as exc:
+            print(f"fakefs: cannot save overlay state to {path}: {exc}", flush=True)
 
-    saved = snapshot(files)
-    try:
-        while True:
-            await trio.sleep(interval)
-            now = snapshot(files)
-            if now != saved:
-                saved = now
-                _save_logged(files, path)
-    finally:
-        if snapshot(files) != saved:
-            _save_logged(files, path)
-
-
-def _save_logged(files: dict, path: str) -> None:
-    try:
-        save(files, path)
-    except OSError as exc:
-        print(f"fakefs: cannot save overlay state to {path}: {exc}", flush=True)
+    for node in files.values():
+        node.on_written = save_logged

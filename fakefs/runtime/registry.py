@@ -7,16 +7,15 @@ be mounted separately in private namespaces.
 
 from __future__ import annotations
 
-import hashlib
+import errno
 import json
 import os
 from dataclasses import asdict, dataclass
 
-from fakefs.host.mountinfo import mount_namespace_id
-
-
-def run_dir() -> str:
-    return os.environ.get("FAKEFS_RUN_DIR", "/run/fakefs")
+from fakefs.backends import is_fakefs_mount
+from fakefs.host.mountinfo import mounts_at
+from fakefs.host.sysmount import umount
+from fakefs.runtime.rundir import names_of, path_for, remove as remove_file, write_atomically
 
 
 @dataclass
@@ -48,27 +47,8 @@ class MountRecord:
             return False
 
 
-def _path(mntns: str, target: str) -> str:
-    digest = hashlib.sha1(target.encode()).hexdigest()[:16]
-    return os.path.join(run_dir(), f"mount-{mntns}-{digest}.json")
-
-
-def write_atomically(path: str, data: bytes) -> None:
-    """Replace ``path`` with ``data`` so that a reader (or a crash) sees the
-    old file or the new one, never a part: a 0600 temporary file, fsync,
-    rename. Every file fakefs keeps in the run directory is written so."""
-    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-    tmp = f"{path}.{os.getpid()}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-    try:
-        os.fchmod(fd, 0o600)  # whatever the umask, and if tmp existed
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+def _path(mntns: str | None, target: str) -> str:
+    return path_for("mount", target, ".json", mntns)
 
 
 def save(record: MountRecord) -> None:
@@ -77,31 +57,47 @@ def save(record: MountRecord) -> None:
 
 def load(target: str, mntns: str | None = None) -> MountRecord | None:
     try:
-        with open(_path(mntns or mount_namespace_id(), target)) as f:
+        with open(_path(mntns, target)) as f:
             return MountRecord(**json.load(f))
     except (OSError, ValueError, TypeError):
         return None
 
 
 def remove(target: str, mntns: str | None = None) -> None:
-    try:
-        os.unlink(_path(mntns or mount_namespace_id(), target))
-    except FileNotFoundError:
-        pass
+    remove_file(_path(mntns, target))
 
 
 def all_records(mntns: str | None = None) -> list[MountRecord]:
-    ns = mntns or mount_namespace_id()
     out = []
-    try:
-        names = sorted(os.listdir(run_dir()))
-    except OSError:
-        return []
-    for name in names:
-        if name.startswith(f"mount-{ns}-") and name.endswith(".json"):
-            try:
-                with open(os.path.join(run_dir(), name)) as f:
-                    out.append(MountRecord(**json.load(f)))
-            except (OSError, ValueError, TypeError):
-                continue
+    for path in names_of("mount", ".json", mntns):
+        try:
+            with open(path) as f:
+                out.append(MountRecord(**json.load(f)))
+        except (OSError, ValueError, TypeError):
+            continue
     return out
+
+
+def is_stale(target: str) -> bool:
+    """A FUSE mount whose daemon is gone answers ENOTCONN."""
+    try:
+        os.stat(target)
+    except OSError as exc:
+        return exc.errno == errno.ENOTCONN
+    return False
+
+
+def fakefs_mounted_at(target: str) -> bool:
+    return any(is_fakefs_mount(m.fstype, m.source, m.root) for m in mounts_at(target))
+
+
+def clear_dead_mounts(target: str) -> None:
+    """Detach the dead fakefs mounts at ``target`` (a bind stacked on the
+    mount point shows as one more layer)."""
+    for _ in range(8):
+        if not (is_stale(target) or fakefs_mounted_at(target)):
+            return
+        try:
+            umount(target, detach=True)
+        except OSError:
+            return

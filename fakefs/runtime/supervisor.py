@@ -13,13 +13,13 @@ complaint about lxcfs). The supervisor keeps it serving:
   done. Held here, the connection outlives the server: the mount never goes
   stale, requests queue in the kernel until the next server reads them, and
   that server continues the connection without INIT, answering the node ids
-  the kernel kept from the inode log (fs/rawfuse/inodelog.py). Files opened
+  the kernel kept from the inode log (backends/rawfuse/inodelog.py). Files opened
   before the crash answer EBADF; a request the dead server had read but not
   answered is lost: its caller waits until a signal, then gets EINTR.
 - Other backends (pyfuse3: libfuse owns its fd; tmpfs): the supervisor
   detaches the bind mounts the manager's journal records with the dead mount
   as source, lazily unmounts it, starts a new server on the same target and
-  redoes those binds (manager/apply.py). Consumers see ENOTCONN (or, through
+  redoes those binds (runtime/journal.py). Consumers see ENOTCONN (or, through
   an overlay's binds, the real directory) for the moment this takes; files
   opened before the crash stay dead.
 - More than RESTART_LIMIT crashes within RESTART_WINDOW seconds: it gives up
@@ -35,16 +35,27 @@ complaint about lxcfs). The supervisor keeps it serving:
 
 from __future__ import annotations
 
-import ctypes
 import dataclasses
+import json
 import os
 import select
 import signal
 import socket
 import time
+import traceback
 from collections import deque
 
-RESTART_LIMIT = 5
+from fakefs.errors import MountError
+from fakefs.runtime.registry import clear_dead_mounts
+from fakefs.host.sysmount import libc
+from fakefs.runtime import registry
+from fakefs.runtime.journal import bind_from, unbind_from
+from fakefs.runtime.readiness import await_report, reporter
+from fakefs.runtime.serving import SupervisorLink, serve
+
+# FAKEFS_RESTART_LIMIT: how many crashes within the window a supervisor
+# restarts from (a crash test kills its server more often than that).
+RESTART_LIMIT = int(os.environ.get("FAKEFS_RESTART_LIMIT", "5"))
 RESTART_WINDOW = 30.0
 # Less than mounting.stop()'s 5 s, so that umount sees the supervisor finish
 # the stop itself.
@@ -131,9 +142,7 @@ class Supervisor:
                 pass
 
     # -- one generation ---------------------------------------------------------------
-    def _spawn(self, request) -> _Server:
-        from fakefs.runtime import serving as daemon
-
+    def _spawn(self, request, held_connection: dict | None = None) -> _Server:
         supervisor_pid = os.getpid()
         rfd, wfd = os.pipe()
         pid = os.fork()
@@ -147,24 +156,17 @@ class Supervisor:
                 os.close(self._wake_r)
                 os.close(self._wake_w)
                 self._sock.close()
-                daemon.SUPERVISOR_CONN = self._server_sock
-                ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+                libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
                 if os.getppid() != supervisor_pid:
                     os._exit(1)  # the supervisor died before prctl took effect
-                daemon.SUPERVISOR_PID = supervisor_pid
-
-                def ready(err):
-                    os.write(wfd, b"ok\n" if err is None else f"error {err}\n".encode())
-                    os.close(wfd)
+                link = SupervisorLink(supervisor_pid, self._server_sock, held_connection)
 
                 try:
-                    daemon.serve(request, ready)
+                    serve(request, reporter(wfd), link)
                     code = 0
-                except daemon.MountError:
+                except MountError:
                     pass
                 except BaseException:
-                    import traceback
-
                     traceback.print_exc()
             finally:
                 os._exit(code)
@@ -177,30 +179,13 @@ class Supervisor:
 
     def _await_ready(self, server: _Server, timeout: float) -> str | None:
         """None once the server reports its mount ready, else the reason."""
-        chunks = []
-        deadline = time.monotonic() + timeout
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return "the server reported nothing in time"
-            try:
-                readable, _, _ = select.select([server.ready_fd], [], [], left)
-            except InterruptedError:
-                continue
-            if not readable:
-                continue
-            data = os.read(server.ready_fd, 4096)
-            if not data:
-                break
-            chunks.append(data)
-            if b"\n" in data:
-                break
-        os.close(server.ready_fd)
-        answer = b"".join(chunks).decode(errors="replace").strip()
-        if answer == "ok":
+        outcome, reason = await_report(server.ready_fd, timeout)
+        if outcome == "ok":
             return None
-        if answer.startswith("error "):
-            return answer[len("error "):]
+        if outcome == "error":
+            return reason
+        if outcome == "timeout":
+            return "the server reported nothing in time"
         server.poll()
         return f"daemon failed before the mount was ready ({server.describe_exit()}; see {self.request.log or 'its log'})"
 
@@ -215,35 +200,19 @@ class Supervisor:
 
     # -- recovery ---------------------------------------------------------------------
     def _clear_dead_mount(self) -> None:
-        from fakefs.runtime.daemons import fakefs_mounted_at, is_stale
-        from fakefs.host.sysmount import umount
-
-        target = self.request.target
-        for _ in range(8):  # a bind stacked on the mount point shows as one more layer
-            if not (is_stale(target) or fakefs_mounted_at(target)):
-                return
-            try:
-                umount(target, detach=True)
-            except OSError:
-                return
+        clear_dead_mounts(self.request.target)
 
     def _unbind(self) -> None:
-        from fakefs.manager.apply import unbind_from
-
         for problem in unbind_from(self.request.target):
             self.log(f"unbinding the dead mount: {problem}")
 
-    def _rebind(self) -> None:
-        from fakefs.manager.apply import bind_from
-
-        for problem in bind_from(self.request.target):
+    def _rebind(self, replace: bool) -> None:
+        for problem in bind_from(self.request.target, replace):
             self.log(f"rebinding: {problem}")
 
     def run(self, on_ready) -> int:
         """Serve until stopped; ``on_ready`` gets the first generation's
         readiness (None or a reason). Returns the exit code."""
-        from fakefs.runtime import registry
-
         self._install_signals()
         request = self.request
         server = self._spawn(request)
@@ -258,7 +227,7 @@ class Supervisor:
         if record is not None and request.backend == "auto":
             request = dataclasses.replace(request, backend=record.backend)
         # Restarted servers take up the saved state (overlaystate.py).
-        request = dataclasses.replace(request, extra={**request.extra, "recovering": True})
+        request = dataclasses.replace(request, recovering=True)
         crashes: deque[float] = deque()
         while True:
             self._wait_exit(server)
@@ -284,8 +253,7 @@ class Supervisor:
                 # until the next server reads them.
                 self.generation += 1
                 self.log(f"server {server.pid} {server.describe_exit()}: restarting on the held connection")
-                server = self._spawn(dataclasses.replace(request, extra={
-                    **request.extra, "fuse_connection": {**self.connection, "generation": self.generation}}))
+                server = self._spawn(request, {**self.connection, "generation": self.generation})
                 error = self._await_ready(server, READY_TIMEOUT)
                 if error is not None:
                     self.log(f"restart failed: {error}")
@@ -297,8 +265,15 @@ class Supervisor:
             self.log(f"server {server.pid} {server.describe_exit()}: restarting")
             # Binds first: they cover the real directories an overlay
             # server opens as it starts (consumers see those meanwhile).
-            self._unbind()
-            self._clear_dead_mount()
+            # A cgroup tree's new server takes the dead mount's place itself,
+            # and its binds are replaced the same way afterwards: consumers
+            # never reach the directories underneath (serving.py). An
+            # overlay's server must open the real directories its dead mount
+            # and binds cover, so those go first.
+            replaced = request.tree == "cgroup"
+            if not replaced:
+                self._unbind()
+                self._clear_dead_mount()
             server = self._spawn(request)
             error = self._await_ready(server, READY_TIMEOUT)
             if error is not None:
@@ -306,14 +281,12 @@ class Supervisor:
                 if server.status is None:
                     os.kill(server.pid, signal.SIGKILL)
                 continue  # _wait_exit reaps it; counted as one more crash
-            self._rebind()
+            self._rebind(replaced)
             self.log(f"server {server.pid} serves {request.target} again")
 
     def _take_connection(self) -> None:
         """The connection the first server sent before reporting ready, if
         its backend hands one over (fuse-raw)."""
-        import json
-
         self._sock.setblocking(False)
         try:
             msg, fds, _flags, _addr = socket.recv_fds(self._sock, 4096, 1)
@@ -329,8 +302,6 @@ class Supervisor:
 
     def _finish_stop(self, server: _Server) -> None:
         """A server killed after STOP_GRACE did not unmount: do it for it."""
-        from fakefs.runtime import registry
-
         if not server.clean_exit:
             self._clear_dead_mount()
             registry.remove(self.request.target)

@@ -8,7 +8,7 @@ import errno
 import stat
 import time
 
-from fakefs.model.cftype import FileAttrs, WriteContext
+from fakefs.model.cftype import WriteContext
 from fakefs.model.cgroup import Cgroup, Hierarchy
 from fakefs.model.errors import KernelError
 from fakefs.model.tree import CgroupModel
@@ -135,18 +135,8 @@ class CgroupDir(Node):
         self.hierarchy.rename(child, new_dir.cgroup, new_name)
 
     def chmod_chown(self, mode: int | None, uid: int | None, gid: int | None) -> None:
-        _apply_attrs(self._alive(), ".", mode, uid, gid)
-
-
-def _apply_attrs(cg: Cgroup, name: str, mode: int | None, uid: int | None, gid: int | None) -> None:
-    a = cg.attrs.setdefault(name, FileAttrs())
-    if mode is not None:
-        a.mode = mode & 0o7777
-    if uid is not None:
-        a.uid = uid
-    if gid is not None:
-        a.gid = gid
-    cg.hierarchy.model.changed()
+        cg = self._alive()
+        cg.hierarchy.set_attrs(cg, ".", mode, uid, gid)
 
 
 class ControlNode(Node):
@@ -202,4 +192,4 @@ class ControlNode(Node):
 
     def chmod_chown(self, mode: int | None, uid: int | None, gid: int | None) -> None:
         self._spec()
-        _apply_attrs(self.cgroup, self.name, mode, uid, gid)
+        self.cgroup.hierarchy.set_attrs(self.cgroup, self.name, mode, uid, gid)

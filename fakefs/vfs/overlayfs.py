@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import os
 
+from fakefs.host.facts import cap_last_cap
 from fakefs.model.cftype import WriteContext
 from fakefs.model.errors import KernelError
 from fakefs.model.procsys import SysctlEntry, build_entries, perm_allows
@@ -19,23 +20,15 @@ from fakefs.vfs.mergedfs import DirFd, MergedDir, RealDir, StagingRoot, Syntheti
 PROC_SYS = "/proc/sys"
 
 
-def cap_last_cap() -> int:
-    """The highest capability this kernel knows: the last one PR_CAPBSET_READ accepts."""
-    import ctypes
-
-    libc = ctypes.CDLL(None, use_errno=True)
-    cap = 0
-    while cap < 64 and libc.prctl(23, cap + 1, 0, 0, 0) >= 0:  # PR_CAPBSET_READ
-        cap += 1
-    return cap
-
-
 class SysctlFile(SyntheticFile):
     """A synthetic /proc/sys entry with the kernel's parser and permission rule."""
 
     def __init__(self, entry: SysctlEntry, values: list, override: bool):
         self.entry = entry
         self.values = values
+        # Called after every accepted write, before it returns: the daemon
+        # saves the values (runtime/overlaystate.py).
+        self.on_written = None
         super().__init__(("sysctl", entry.path), entry.mode, self._render, self._write, self._check_open,
                          overrides_real=override)
 
@@ -48,7 +41,10 @@ class SysctlFile(SyntheticFile):
             raise KernelError(errno.EACCES, self.entry.path)
 
     def _write(self, data: bytes, ctx: WriteContext) -> int:
-        return self.entry.handler.write(self.values, data.decode("latin-1"), 0)
+        written = self.entry.handler.write(self.values, data.decode("latin-1"), 0)
+        if self.on_written is not None:
+            self.on_written()
+        return written
 
 
 def _insert(tree: dict, parts: list[str], node) -> None:

@@ -82,14 +82,14 @@ def test_probe_in_gvisor(tmp_path):
 def test_tmpfs_tree_at_sys_fs_cgroup_in_gvisor(tmp_path):
     out = results(runsc(tmp_path, """
         from fakefs.host.sysmount import unshare_mount_namespace
-        from fakefs.runtime.serving import MountRequest, build_root
+        from fakefs.runtime.serving import MountRequest, build_tree
         unshare_mount_namespace()  # gVisor refuses the propagation change; the namespace is still new
         out = {}
         res = fakefs("mount", "/sys/fs/cgroup", "--backend", "tmpfs")
         out["mount"] = [res.returncode, res.stderr]
         out["status"] = json.loads(fakefs("status", "--json").stdout)["mounts"]
         # Python file operations (coreutils ls fails there for other reasons).
-        root = build_root(MountRequest(target="/sys/fs/cgroup"))
+        root = build_tree(MountRequest(target="/sys/fs/cgroup")).root
         missing = []
         for name, node in root.entries():
             if not os.path.lexists(f"/sys/fs/cgroup/{name}"):

@@ -15,17 +15,8 @@ process, not the machine, and a machine crash ends the connection anyway.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-
-from fakefs.runtime import registry
-from fakefs.host.mountinfo import mount_namespace_id
-
-
-def path_for(target: str, mntns: str | None = None) -> str:
-    digest = hashlib.sha1(target.encode()).hexdigest()[:16]
-    return os.path.join(registry.run_dir(), f"inodes-{mntns or mount_namespace_id()}-{digest}.log")
 
 
 def open_log(path: str, fresh: bool) -> int:

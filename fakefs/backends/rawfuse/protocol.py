@@ -253,6 +253,11 @@ def pack_dirent(ino: int, off: int, dtype: int, name: bytes) -> bytes:
     return raw + b"\0" * (dirent_size(len(name)) - len(raw))
 
 
+# fuse_notify_code: the kernel queues again every request read but not
+# answered (fuse_resend).
+NOTIFY_RESEND = 7
+
+
 def reply(unique: int, error: int = 0, payload: bytes = b"") -> bytes:
     """A whole reply: fuse_out_header (error is a negative errno or 0) + payload."""
     return OUT_HEADER.pack(len=OUT_HEADER.size + len(payload), error=error, unique=unique) + payload

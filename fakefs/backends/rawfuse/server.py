@@ -9,7 +9,7 @@ transport adds is for the kernels it talks to: directory offsets both Linux
 and gVisor resume at, and read views that survive gVisor's whole-page reads.
 
 :class:`FuseSession` is pure (request bytes in, reply bytes out) so the
-protocol handling is testable without a kernel; :func:`serve_request` mounts
+protocol handling is testable without a kernel; :func:`serve` mounts
 with mount(2) on an open ``/dev/fuse`` and runs the session under trio.
 """
 
@@ -17,13 +17,19 @@ from __future__ import annotations
 
 import errno
 import itertools
+import json
 import os
 import select
+import socket
 import stat
 import sys
 import time
 import traceback
 
+import trio
+
+from fakefs.backends import Session
+from fakefs.backends.rawfuse import inodelog
 from fakefs.model.cftype import WriteContext
 from fakefs.model.errors import KernelError
 from fakefs.vfs.nodes import Attr
@@ -519,6 +525,19 @@ def _write_reply(session: FuseSession, fd: int, data: bytes) -> None:
             session.log(f"reply refused by the kernel: {exc.strerror}")
 
 
+def _resend_lost_requests(session: FuseSession, fd: int) -> None:
+    """Requests the dead server had read but not answered: the kernel queues
+    them again on FUSE_NOTIFY_RESEND (Linux 6.9), so their callers get an
+    answer instead of waiting for a signal. An operation the dead server had
+    done then answers as done again (an existing cgroup: EEXIST). Kernels
+    without it (gVisor) refuse the notification: there, a lost request's
+    caller gets EINTR once signalled (FuseSession._lost_request)."""
+    try:
+        os.write(fd, P.OUT_HEADER.pack(len=P.OUT_HEADER.size, error=P.NOTIFY_RESEND, unique=0))
+    except OSError as exc:
+        session.log(f"lost requests not resent: {exc.strerror}")
+
+
 def complete_init(session: FuseSession, fd: int, timeout: float = 10.0) -> None:
     """Answer requests until INIT has been negotiated; raises InitFailed or
     OSError. The mount is only reported ready after this."""
@@ -543,8 +562,6 @@ def complete_init(session: FuseSession, fd: int, timeout: float = 10.0) -> None:
 
 async def serve_fd(session: FuseSession, fd: int) -> None:
     """Serve requests until the filesystem is unmounted (ENODEV) or destroyed."""
-    import trio
-
     bufsize = read_buffer_size(session.max_write)
     while not session.destroyed:
         try:
@@ -560,9 +577,7 @@ async def serve_fd(session: FuseSession, fd: int) -> None:
         events = session.ops.path_events
         if events and session.path_log is not None:
             # Before the reply hands the node ids to the kernel (inodelog.py).
-            from fakefs.backends.rawfuse.inodelog import append
-
-            append(session.path_log, events)
+            inodelog.append(session.path_log, events)
             events.clear()
         if reply is not None:
             _write_reply(session, fd, reply)
@@ -570,97 +585,48 @@ async def serve_fd(session: FuseSession, fd: int) -> None:
         await trio.lowlevel.checkpoint()
 
 
-def mount_fuse(target: str) -> tuple[int, str]:
-    """mount(2) a FUSE filesystem at ``target`` on a fresh /dev/fuse
-    connection; returns the device fd and the fstype used."""
-    from fakefs.host.sysmount import MS_NODEV, MS_NOSUID, mount
-
-    fd = os.open("/dev/fuse", os.O_RDWR | os.O_CLOEXEC)
-    options = (f"fd={fd},rootmode=40000,user_id={os.geteuid()},group_id={os.getegid()},"
-               f"allow_other,default_permissions")
-    # "fuse.<subtype>" names the filesystem in mountinfo where the kernel
-    # supports subtypes (Linux); gVisor knows only "fuse".
-    for fstype in ("fuse.fakefs", "fuse"):
-        try:
-            mount("fakefs", target, fstype, MS_NOSUID | MS_NODEV, options)
-            return fd, fstype
-        except OSError as exc:
-            if fstype == "fuse" or exc.errno not in (errno.ENODEV, errno.EINVAL):
-                os.close(fd)
-                raise
-    raise AssertionError("unreachable: the last fstype re-raises")
-
-
-def _unmount(target: str) -> None:
-    from fakefs.host.sysmount import umount
-
-    try:
-        umount(target, detach=True)
-    except OSError:
-        pass  # already unmounted (fakefs umount, or by hand)
-
-
-def serve_request(request, on_ready=None) -> None:
-    """The ``fuse-raw`` backend: mount request.target, report readiness once
+def serve(session: Session) -> None:
+    """The ``fuse-raw`` backend: mount session.target, report readiness once
     INIT has completed, serve until unmounted or SIGTERM/SIGINT.
 
-    Under a supervisor (daemon.SUPERVISOR_CONN) the connection is handed to
+    Under a supervisor (session.supervisor_conn) the connection is handed to
     it once INIT is done, and a server it restarts gets the connection in
-    ``request.extra["fuse_connection"]``: it answers the kernel's node ids
-    from the inode log instead of mounting (see inodelog.py)."""
-    from fakefs.runtime import serving as daemon, registry
-    from fakefs.errors import MountError
-    from fakefs.runtime.serving import _report, build_root_reporting, register_mount, report_ready_before_serving, run_serving
-    from fakefs.backends.rawfuse import inodelog
-
-    root = build_root_reporting(request, on_ready)
-    session = FuseSession(FsOps(root))
-    held = request.extra.get("fuse_connection")
-    log_path = inodelog.path_for(request.target)
+    ``session.held_connection``: it answers the kernel's node ids from the
+    inode log instead of mounting (see inodelog.py)."""
+    fuse = FuseSession(FsOps(session.root))
+    held = session.held_connection
+    log_path = session.inode_log
     if held is not None:
         fd = held["fd"]
-        session.adopt(held["minor"], held["flags"], held["generation"])
-        restored = session.ops.restore_inodes(inodelog.replay(log_path))
-        session.log(f"continuing the connection of a crashed server ({restored} inodes restored)")
+        fuse.adopt(held["minor"], held["flags"], held["generation"])
+        restored = fuse.ops.restore_inodes(inodelog.replay(log_path))
+        fuse.log(f"continuing the connection of a crashed server ({restored} inodes restored)")
+        _resend_lost_requests(fuse, fd)
     else:
+        fd = session.mount_fuse()
         try:
-            fd, _fstype = mount_fuse(request.target)
-        except OSError as exc:
-            what = "/dev/fuse" if exc.filename == "/dev/fuse" else f"FUSE mount at {request.target}"
-            msg = f"{what} refused: {exc.strerror}"
-            _report(on_ready, msg)
-            raise MountError(msg) from None
-        try:
-            complete_init(session, fd)
+            complete_init(fuse, fd)
         except (InitFailed, OSError) as exc:
-            _unmount(request.target)
+            session.unmount()
             os.close(fd)
-            msg = f"FUSE INIT at {request.target} failed: {exc}"
-            _report(on_ready, msg)
-            raise MountError(msg) from None
-    conn = daemon.SUPERVISOR_CONN
+            raise session.fail(f"FUSE INIT at {session.target} failed: {exc}") from None
+    conn = session.supervisor_conn
     if conn is not None:
-        session.ops.path_events = []
-        session.path_log = inodelog.open_log(log_path, fresh=held is None)
+        fuse.ops.path_events = []
+        fuse.path_log = inodelog.open_log(log_path, fresh=held is None)
         if held is None:
-            import json
-            import socket
-
             # Before readiness: the supervisor takes it along with "ok".
-            socket.send_fds(conn, [json.dumps({"minor": session.proto_minor, "flags": session.init_flags}).encode()],
+            socket.send_fds(conn, [json.dumps({"minor": fuse.proto_minor, "flags": fuse.init_flags}).encode()],
                             [fd])
 
-    record = register_mount(request, "fuse-raw")
+    session.on_mounted("fuse-raw")
     try:
-        report_ready_before_serving(on_ready)
+        session.ready_before_serving()
         os.set_blocking(fd, False)
-        run_serving(lambda: serve_fd(session, fd), root)
+        session.run_serving(lambda: serve_fd(fuse, fd), None)
     finally:
-        try:
-            _unmount(request.target)
-            os.close(fd)
-            if session.path_log is not None:
-                os.close(session.path_log)
-                inodelog.remove(log_path)
-        finally:
-            registry.remove(request.target, record.mntns)
+        session.unmount()
+        os.close(fd)
+        if fuse.path_log is not None:
+            os.close(fuse.path_log)
+            inodelog.remove(log_path)

@@ -54,27 +54,23 @@ import os
 import tempfile
 import time
 
-from fakefs.runtime import registry
-from fakefs.errors import MountError
-from fakefs.runtime.serving import MountRequest, _report, build_root_reporting, register_mount, report_ready_before_serving, run_serving
-from fakefs.host.mountinfo import read_mounts
-from fakefs.host.sysmount import MS_BIND, MS_NODEV, MS_NOSUID, mount, umount
-from fakefs.backends.tmpfs.mirror import Mirror
+import trio
 
-TREE_DIR = "fakefs-tree"
+from fakefs.backends import TMPFS_TREE_DIR, Session, is_fakefs_mount
+from fakefs.backends.tmpfs import inotify as I
+from fakefs.backends.tmpfs.inotify import Inotify
+from fakefs.backends.tmpfs.mirror import Mirror
+from fakefs.host.mountinfo import read_mounts
+from fakefs.host.sysmount import MS_BIND, MS_NODEV, MS_NOSUID, clone_mount, mount, replace_mount, umount
+
+TREE_DIR = TMPFS_TREE_DIR
 WORK_DIR = "work"
 REFRESH_INTERVAL = 1.0
 
 
-def is_tmpfs_backend_mount(fstype: str, root: str) -> bool:
-    """How a tmpfs-backend mount looks in mountinfo (gVisor shows every tmpfs
-    source as ``none``, so the source cannot tell)."""
-    return fstype == "tmpfs" and root == f"/{TREE_DIR}"
-
-
 def _still_mounted(target: str) -> bool:
     try:
-        return any(m.mountpoint == target and is_tmpfs_backend_mount(m.fstype, m.root) for m in read_mounts())
+        return any(m.mountpoint == target and m.fstype == "tmpfs" and is_fakefs_mount(m.fstype, m.source, m.root) for m in read_mounts())
     except OSError:
         return False
 
@@ -83,26 +79,18 @@ def _log(message: str) -> None:
     print(f"fakefs-tmpfs: {message}", flush=True)
 
 
-def serve_tmpfs(request: MountRequest, on_ready=None) -> None:
-    from fakefs.backends.tmpfs.inotify import Inotify
-
-    root = build_root_reporting(request, on_ready)
-
-    scratch_parent = registry.run_dir()
-    os.makedirs(scratch_parent, mode=0o700, exist_ok=True)
-    scratch = tempfile.mkdtemp(prefix="tmpfs-", dir=scratch_parent)
+def serve(session: Session) -> None:
+    target = session.target
+    scratch = tempfile.mkdtemp(prefix="tmpfs-", dir=session.scratch_dir)
     try:
         mount("fakefs", scratch, "tmpfs", MS_NOSUID | MS_NODEV, "mode=700")
     except OSError as exc:
         os.rmdir(scratch)
-        msg = f"tmpfs mount refused: {exc.strerror}"
-        _report(on_ready, msg)
-        raise MountError(msg) from None
+        raise session.fail(f"tmpfs mount refused: {exc.strerror}") from None
 
     top_fd = tree_fd = work_fd = -1
     ino = None
     mounted = False
-    record = None
     try:
         try:
             top_fd = os.open(scratch, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -110,14 +98,12 @@ def serve_tmpfs(request: MountRequest, on_ready=None) -> None:
             os.mkdir(WORK_DIR, 0o700, dir_fd=top_fd)
             tree_fd = os.open(TREE_DIR, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=top_fd)
             work_fd = os.open(WORK_DIR, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=top_fd)
-            mirror = Mirror(root, tree_fd, work_fd, _log)
+            mirror = Mirror(session.root, tree_fd, work_fd, _log)
             mirror.render_all()
-            mount(os.path.join(scratch, TREE_DIR), request.target, None, MS_BIND)
+            _bind_tree(session, os.path.join(scratch, TREE_DIR))
             mounted = True
         except OSError as exc:
-            msg = f"tmpfs tree at {request.target}: {exc.strerror or exc}"
-            _report(on_ready, msg)
-            raise MountError(msg) from None
+            raise session.fail(f"tmpfs tree at {target}: {exc.strerror or exc}") from None
         finally:
             # The daemon keeps the tmpfs through its fds; nobody else needs
             # the scratch mount.
@@ -129,19 +115,17 @@ def serve_tmpfs(request: MountRequest, on_ready=None) -> None:
 
         try:
             ino = Inotify()
-            watcher = _Watcher(ino, mirror, request.target)
+            watcher = _Watcher(ino, mirror, target)
         except OSError as exc:
-            msg = f"inotify on {request.target}: {exc.strerror or exc}"
-            _report(on_ready, msg)
-            raise MountError(msg) from None
+            raise session.fail(f"inotify on {target}: {exc.strerror or exc}") from None
 
-        record = register_mount(request, "tmpfs")
-        report_ready_before_serving(on_ready)
-        run_serving(watcher.run, root)
+        session.on_mounted("tmpfs")
+        session.ready_before_serving()
+        session.run_serving(watcher.run, None)
     finally:
-        if mounted and _still_mounted(request.target):
+        if mounted and _still_mounted(target):
             try:
-                umount(request.target, detach=True)
+                umount(target, detach=True)
             except OSError:
                 pass
         if ino is not None:
@@ -149,16 +133,28 @@ def serve_tmpfs(request: MountRequest, on_ready=None) -> None:
         for fd in (tree_fd, work_fd, top_fd):
             if fd >= 0:
                 os.close(fd)
-        if record is not None:
-            registry.remove(request.target, record.mntns)
+
+
+def _bind_tree(session: Session, tree: str) -> None:
+    """Bind the rendered tree at the target; after a crash, in the place of
+    the dead server's tree (see Session.replace_existing)."""
+    if session.replace_existing:
+        try:
+            clone = clone_mount(tree)
+            try:
+                replace_mount(clone, session.target)
+            finally:
+                os.close(clone)
+            return
+        except OSError:
+            session.clear_target()
+    mount(tree, session.target, None, MS_BIND)
 
 
 class _Watcher:
     """inotify events -> Mirror actions, in a trio loop."""
 
     def __init__(self, ino, mirror: Mirror, target: str):
-        from fakefs.backends.tmpfs import inotify as I
-
         self.I = I
         self.ino = ino
         self.mirror = mirror
@@ -247,8 +243,6 @@ class _Watcher:
             m.refresh(only=written)
 
     async def run(self) -> None:
-        import trio
-
         async with trio.open_nursery() as nursery:
             async def tick() -> None:
                 pause = REFRESH_INTERVAL

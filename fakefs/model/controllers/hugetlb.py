@@ -64,10 +64,12 @@ class HugetlbState:
 class Hugetlb(Controller):
     name = "hugetlb"
 
+    def files_for(self, host):
+        """One set of files per huge page size of the host."""
+        return files_for_sizes(host.hugepage_sizes)
+
     def new_state(self, cgroup):
         host = cgroup.hierarchy.model.host
-        if cgroup.parent is None:
-            _install_files(cgroup.hierarchy, host.hugepage_sizes)
         unlimited = page_counter_max(host.page_size)
         return HugetlbState({(h, rsvd): HugeCounter(unlimited)
                              for h in host.hugepage_sizes for rsvd in (False, True)})
@@ -198,21 +200,6 @@ def files_for_sizes(sizes) -> tuple[ControlFile, ...]:
             ]
         out.append(ControlFile(f"hugetlb.{name}.numa_stat", 0o444, _read_numa_stat(hsize), live=True))
     return tuple(out)
-
-
-def _install_files(hierarchy, sizes) -> None:
-    """The file table depends on the host's huge page sizes, but the shared
-    Hierarchy builds its tables from ``Controller.files`` alone. Until it can
-    ask a controller for a host-specific table, the hierarchy's tables are
-    rewritten here when its root is created (they exist by then)."""
-    tables = getattr(hierarchy, "_files", None)
-    if not tables:
-        return
-    wanted = {f.name: f for f in files_for_sizes(sizes)}
-    for table in tables.values():
-        for name in [n for n in table if n.startswith("hugetlb.")]:
-            del table[name]
-        table.update(wanted)
 
 
 # The default table, for the default HostFacts (what a model without a host

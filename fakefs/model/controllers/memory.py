@@ -42,12 +42,13 @@ upstream file (a vendor patch), so the model leaves it out.
 from __future__ import annotations
 
 import errno
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from fakefs.model.cftype import ControlFile, Controller, WriteContext
 from fakefs.model.errors import KernelError, einval
 from fakefs.model.kparse import S64_MAX, kernel_strstrip, kstrtoull, memparse
-from fakefs.model.usage import synced
+from fakefs.model.usage import ProcessMemory, StatsSource, synced, usage_of
 
 MAX_SWAPPINESS = 200  # include/linux/swap.h, measured: 200 ok, 201 EINVAL
 DEFAULT_VM_SWAPPINESS = 60  # mm/vmscan.c vm_swappiness
@@ -125,14 +126,22 @@ class MemoryState:
 class Memory(Controller):
     name = "memory"
 
+    def files_for(self, host):
+        """Without swap accounting the kernel never registers ``memsw_files``
+        (mem_cgroup_swap_init)."""
+        if host.swap_accounting:
+            return self.files
+        return tuple(f for f in self.files if not f.name.startswith("memory.memsw."))
+
+    def account_live(self, hierarchy, source, members) -> None:
+        _account_live(hierarchy, source, members)
+
     def new_state(self, cgroup):
         host = cgroup.hierarchy.model.host
         unlimited = page_counter_max(host.page_size)
         counters = {c: PageCounter(unlimited) for c in COUNTERS}
         parent = cgroup.parent
         if parent is None:
-            if not host.swap_accounting:
-                _drop_memsw_files(cgroup.hierarchy)
             return MemoryState(counters, unlimited, DEFAULT_VM_SWAPPINESS)
         p = self.state(parent)
         # mem_cgroup_css_alloc: swappiness = mem_cgroup_swappiness(parent),
@@ -142,19 +151,6 @@ class Memory(Controller):
 
 
 MEMORY = CONTROLLER = Memory()
-
-
-def _drop_memsw_files(hierarchy) -> None:
-    """Without swap accounting the kernel never registers ``memsw_files``
-    (mem_cgroup_swap_init). A file table depends on the host here, which the
-    shared Hierarchy does not support yet, so the hierarchy's own tables are
-    trimmed when its root is created (its tables exist by then)."""
-    tables = getattr(hierarchy, "_files", None)
-    if not tables:
-        return
-    for table in tables.values():
-        for name in [n for n in table if n.startswith("memory.memsw.")]:
-            del table[name]
 
 
 def _st(cg) -> MemoryState:
@@ -489,3 +485,77 @@ MEMORY.files = (
     *_counter_files("memory.kmem.tcp.", TCP),
     *_counter_files("memory.memsw.", MEMSW),
 )
+
+
+# -- live figures (model/usage.py) ---------------------------------------------------
+# memory.stat keys a process's figures feed (bytes). Per process the kernel's
+# split between active and inactive lists is unknown: all pages are put on
+# the active lists; shmem is swap-backed, so it sits on the anon lists.
+def process_stat(p: ProcessMemory) -> dict[str, int]:
+    return {
+        "cache": p.file + p.shmem,
+        "rss": p.anon,
+        "shmem": p.shmem,
+        "mapped_file": p.file + p.shmem,
+        "swap": p.swap,
+        "active_anon": p.anon + p.shmem,
+        "active_file": p.file,
+    }
+
+
+LIVE_GAUGE_KEYS = ("cache", "rss", "rss_huge", "shmem", "mapped_file", "dirty", "writeback", "swap", "swapcached",
+              "inactive_anon", "active_anon", "inactive_file", "active_file", "unevictable")
+LIVE_EVENT_KEYS = ("pgfault", "pgmajfault")
+
+
+def _account_live(h, source: StatsSource, members: dict) -> None:
+    """Bring the live figures (model/usage.py) up to the source's: what the
+    member processes hold now, per cgroup; the root's from the machine."""
+    u = usage_of(h)
+    page = h.model.host.page_size
+    # The leader's cgroup holds the process (mm->owner is the leader); the
+    # thread figures say which members are leaders.
+    threads = source.threads(members) if members else {}
+    leaders = {t: members[t] for t, f in threads.items() if f.tgid == t}
+    figures = source.processes(leaders) if leaders else {}
+    local: dict[int, dict[str, int]] = {}
+    faults: dict[int, tuple[int, int]] = {}
+    for tgid, p in figures.items():
+        cg = leaders[tgid]
+        acc = local.setdefault(cg.serial, {})
+        for k, v in process_stat(p).items():
+            acc[k] = acc.get(k, 0) + v
+        prev = u.faults.get(tgid)
+        if prev is not None:
+            events = MEMORY.state(cg).stats
+            events["pgfault"] = events.get("pgfault", 0) + max(0, p.minflt + p.majflt - prev[0] - prev[1])
+            events["pgmajfault"] = events.get("pgmajfault", 0) + max(0, p.majflt - prev[1])
+        faults[tgid] = (p.minflt, p.majflt)
+    u.faults = faults
+    for cg in _subtree(h.root):
+        set_live(cg, local.get(cg.serial, {}), page)
+    if h.root.is_root:
+        machine = source.machine_memory()
+        if machine is not None:
+            _root_from_machine(h, machine, page)
+    raise_watermarks(h.root)
+
+
+def _root_from_machine(h, machine: Mapping[str, int], page: int) -> None:
+    """The root's local figures: the machine's minus its descendants', so
+    that its hierarchical (total_*, usage) figures are the machine's."""
+    below: dict[str, int] = {}
+    for cg in h.root.descendants():
+        for k, v in MEMORY.state(cg).live_stats.items():
+            below[k] = below.get(k, 0) + v
+    stats = {k: max(0, machine.get(k, 0) - below.get(k, 0)) for k in LIVE_GAUGE_KEYS}
+    usage = max(0, machine.get("usage", 0) - sum(charged_pages(c, MEM) * page
+                                                 for c in h.root.children.values()))
+    set_live(h.root, stats, page, usage_bytes=usage)
+    # Root events: the machine's counters less the descendants' (never
+    # lower than shown before: a removed child takes its events with it).
+    events = MEMORY.state(h.root).stats
+    for k in LIVE_EVENT_KEYS:
+        if k in machine:
+            rest = machine[k] - sum(stat_local(c, k) for c in h.root.descendants())
+            events[k] = max(events.get(k, 0), rest)
