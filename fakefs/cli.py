@@ -137,7 +137,7 @@ def _profile(name: str):
 
 def cmd_apply(args) -> int:
     from fakefs.manager.apply import apply
-    from fakefs.manager.plan import make_plan
+    from fakefs.manager.plan import NO_CHANGE, make_plan
     from fakefs.manager.run import stage_dir
     from fakefs.errors import CliError
     from fakefs.runtime.daemons import SYSTEM_PREFIXES
@@ -153,7 +153,7 @@ def cmd_apply(args) -> int:
         else:
             print(plan.describe())
         return 0
-    touches_system = any(s.action not in ("keep", "skip") and s.target.startswith(SYSTEM_PREFIXES)
+    touches_system = any(s.action not in NO_CHANGE and s.target.startswith(SYSTEM_PREFIXES)
                          for s in plan.steps)
     if touches_system and not in_private_mount_namespace() and not args.in_place:
         raise CliError("fakefs: refusing to overlay system paths in the host's mount namespace "
