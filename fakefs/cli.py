@@ -29,6 +29,8 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("--foreground", action="store_true", help="serve in this process until unmounted")
     m.add_argument("--in-place", action="store_true",
                    help="allow mounting over a system path in the host's mount namespace")
+    m.add_argument("--dry-run", action="store_true",
+                   help="print the layout the tree would have at TARGET, and why; mount nothing")
 
     u = sub.add_parser("umount", help="unmount a fake tree and stop its daemon")
     u.add_argument("target", nargs="?", default=DEFAULT_TARGET)
@@ -71,6 +73,7 @@ def cmd_mount(args) -> int:
     from fakefs.runtime.daemons import check_target, start
     from fakefs.model.errors import KernelError
     from fakefs.model.tree import parse_hierarchy_spec
+    from fakefs.manager.layout import mount_layout
 
     _check_backend(args.backend)
     for spec in args.hierarchies or []:
@@ -79,9 +82,17 @@ def cmd_mount(args) -> int:
         except KernelError as exc:
             raise _cli_error(f"fakefs: {exc.detail}")
     host = _host_overrides(args)
+    if args.dry_run:
+        target = os.path.realpath(args.target)
+        print(mount_layout(target, args.hierarchies).describe(target))
+        return 0
     target = check_target(args.target, args.in_place)
+    layout = mount_layout(target, args.hierarchies)
+    extra = {"host": host} if host else {}
+    if layout.model_layout():
+        extra["layout"] = layout.model_layout()
     return start(MountRequest(target=target, tree=args.tree, backend=args.backend,
-                              hierarchies=args.hierarchies, extra={"host": host} if host else {}),
+                              hierarchies=layout.hierarchies, extra=extra),
                  foreground=args.foreground)
 
 

@@ -17,7 +17,8 @@ import os
 from dataclasses import dataclass, field
 
 from fakefs.host.mountinfo import Mount, read_mounts, visible_mounts
-from fakefs.model.tree import DEFAULT_HIERARCHIES, hierarchy_keys, spec_of_super_options
+from fakefs.model.tree import (DEFAULT_HIERARCHIES, default_dirname, hierarchy_keys, parse_hierarchy_spec,
+                               spec_of_super_options)
 
 CGROUP_FSTYPES = ("cgroup", "cgroup2")
 
@@ -95,14 +96,42 @@ def host_links(target: str, dirnames: set[str]) -> dict[str, str]:
     return links
 
 
-def layout_reason(target: str, announced: list[AnnouncedMount]) -> str:
+def unannounced(specs: list[str] | tuple[str, ...], covered: set[str]) -> list[str]:
+    """What of ``specs`` no announced hierarchy holds (``covered``: their
+    controllers and names), each spec cut to those members."""
+    out = []
+    for spec in specs:
+        keys = [k for k in hierarchy_keys(spec) if k not in covered]
+        if keys:
+            covered = covered | set(keys)
+            out.append(",".join(keys))
+    return out
+
+
+def systemd_aliases(specs: list[str], taken: set[str]) -> dict[str, str]:
+    """systemd's symlinks for hierarchies it lays out: one per member of a
+    co-mounted hierarchy (``cpu -> cpu,cpuacct``), where the name is free."""
+    links = {}
+    for spec in specs:
+        controllers, _ = parse_hierarchy_spec(spec)
+        if len(controllers) > 1:
+            for alias in controllers:
+                if alias not in taken and alias not in links:
+                    links[alias] = default_dirname(spec)
+    return links
+
+
+def layout_reason(target: str, announced: list[AnnouncedMount], unannounced_specs: list[str]) -> str:
     """One line for --dry-run: which layout a tree at ``target`` follows, and why."""
     if not announced:
         return (f"systemd layout (co-mounted controllers in one directory, a symlink per member): "
                 f"mountinfo announces no cgroup mount under {target}")
     labels = ", ".join(a.label if a.spec is not None or a.fstype == "cgroup2" else a.dirname for a in announced)
-    return (f"follows mountinfo, which announces {len(announced)} cgroup mounts under {target} ({labels}): "
-            f"clients open those mount points, so each stays a directory with exactly its controllers")
+    why = (f"follows mountinfo, which announces {len(announced)} cgroup mounts under {target} ({labels}): "
+           f"clients open those mount points, so each stays a directory with exactly its controllers")
+    if unannounced_specs:
+        why += f"; {', '.join(unannounced_specs)} not announced: systemd's layout for them"
+    return why
 
 
 @dataclass
@@ -133,23 +162,27 @@ class TreeLayout:
 def mount_layout(target: str, asked: list[str] | None) -> TreeLayout:
     """The layout ``fakefs mount`` serves at ``target``: the hierarchies
     asked for with --hierarchy; else the v1 layout mountinfo announces under
-    ``target`` (the mount covers those mounts); else systemd's. One FUSE
-    mount cannot keep an authentic mount inside it: announced cgroup2 mounts
-    and v1 mounts fakefs does not model are hidden, and said so (a profile
-    keeps them: ``fakefs run --profile cgroup-v1-fake``)."""
+    ``target`` (the mount covers those mounts), completed with the rest of
+    systemd's; else systemd's. One FUSE mount cannot keep an authentic mount
+    inside it: announced cgroup2 mounts and v1 mounts fakefs does not model
+    are hidden, and said so (a profile keeps them authentic)."""
     if asked:
         return TreeLayout(list(asked), "the hierarchies given with --hierarchy")
     announced = announced_mounts(target)
-    served = {}  # spec -> directory
+    served: dict[str, str] = {}  # spec -> directory
     hidden = []
     for a in announced:
-        if a.spec is None or a.spec in served:
-            why = (f"same hierarchy as {served[a.spec]}" if a.spec in served else a.why) if a.spec else a.why
-            hidden.append(f"{a.mountpoint} ({a.fstype}: {why}; a profile keeps it authentic, "
-                          f"e.g. fakefs run --profile cgroup-v1-fake)")
+        if a.spec is not None and a.spec not in served:
+            served[a.spec] = a.dirname
             continue
-        served[a.spec] = a.dirname
+        why = f"the same hierarchy as {target}/{served[a.spec]}" if a.spec else a.why
+        hidden.append(f"{a.mountpoint} ({why}): one FUSE mount cannot hold it; a profile keeps it "
+                      f"authentic (fakefs run --profile cgroup-v1-fake)")
     if not served:
-        return TreeLayout(list(DEFAULT_HIERARCHIES), layout_reason(target, []), hidden=hidden)
-    return TreeLayout(list(served), layout_reason(target, announced), dirnames=served,
-                      links=host_links(target, set(served.values())), hidden=hidden)
+        return TreeLayout(list(DEFAULT_HIERARCHIES), layout_reason(target, [], []), hidden=hidden)
+    rest = unannounced(DEFAULT_HIERARCHIES, {k for spec in served for k in hierarchy_keys(spec)})
+    dirnames = {**served, **{spec: default_dirname(spec) for spec in rest}}
+    links = host_links(target, set(dirnames.values()))
+    links.update(systemd_aliases(rest, set(dirnames.values()) | set(links)))
+    return TreeLayout(list(dirnames), layout_reason(target, announced, rest), dirnames=dirnames, links=links,
+                      hidden=hidden)

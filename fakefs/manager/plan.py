@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 
 from fakefs.host.mountinfo import read_mounts, visible_mounts
 from fakefs.host.sysmount import mount, umount
-from fakefs.manager.layout import announced_mounts, host_links, layout_reason
+from fakefs.manager.layout import announced_mounts, host_links, layout_reason, systemd_aliases, unannounced
 from fakefs.manager.profile import Profile
 from fakefs.model.tree import default_dirname, hierarchy_keys, parse_hierarchy_spec, spec_of_super_options
 
@@ -136,17 +136,10 @@ def plan_cgroup(profile: Profile, stage: str, probe=can_mount_cgroup) -> list[St
             fake.append((a.dirname, a.spec))
         else:
             authentic_or_fake(a.dirname, a.spec, " (announced, hidden here)")
-    unannounced: list[str] = []  # the profile's hierarchies nothing announces, systemd's layout
-    for spec in profile.hierarchies:
-        keys = [k for k in hierarchy_keys(spec) if k not in covered]
-        if keys:
-            covered.update(keys)
-            unannounced.append(",".join(keys))
-            authentic_or_fake(default_dirname(unannounced[-1]), unannounced[-1], "")
-    why = layout_reason(target, announced)
-    if announced and unannounced:
-        why += f"; the profile's {', '.join(unannounced)} are not announced: systemd's layout for them"
-    steps.insert(0, Step("layout", target, why))
+    rest = unannounced(profile.hierarchies, covered)  # systemd's layout for these
+    for spec in rest:
+        authentic_or_fake(default_dirname(spec), spec, "")
+    steps.insert(0, Step("layout", target, layout_reason(target, announced, rest)))
     for _, mp, why in kept:
         steps.append(Step("keep", mp, why))
     if not mounted and not fake:
@@ -181,17 +174,11 @@ def plan_cgroup(profile: Profile, stage: str, probe=can_mount_cgroup) -> list[St
             steps.append(Step("mkdir", os.path.join(target, dirname), "hierarchy dir"))
             steps.append(Step("bind", os.path.join(target, dirname), f"fake hierarchy ({spec})",
                               source=os.path.join(fake_root, default_dirname(spec))))
-    placed = {d for d, *_ in kept + mounted + fake}
+    placed = {d for d, *_ in kept + mounted + fake} | set(links)
     for name, dest in sorted(links.items()):
         steps.append(Step("symlink", os.path.join(target, name), "symlink of the host's layout", source=dest))
-        placed.add(name)
-    for spec in unannounced:
-        controllers, _ = parse_hierarchy_spec(spec)
-        if len(controllers) > 1:
-            for alias in controllers:
-                if alias not in placed:
-                    steps.append(Step("symlink", os.path.join(target, alias), "alias, as systemd makes it",
-                                      source=default_dirname(spec)))
+    for name, dest in systemd_aliases(rest, placed).items():
+        steps.append(Step("symlink", os.path.join(target, name), "alias, as systemd makes it", source=dest))
     return steps
 
 

@@ -53,7 +53,7 @@ def build_root(request: MountRequest):
     try:
         model = CgroupModel(host_facts(request.extra.get("host")), LiveProcessTable(),
                             request.hierarchies or list(DEFAULT_HIERARCHIES),
-                            top_is_root=not request.subtree_of)
+                            top_is_root=not request.subtree_of, **request.extra.get("layout", {}))
     except KernelError as exc:
         raise MountError(exc.detail) from None
     if request.subtree_of:
