@@ -47,8 +47,9 @@ def _do(step: Step, plan: Plan) -> dict | None:
         spec_path = os.path.join(plan.stage, f"{os.path.basename(t)}.spec.json")
         with open(spec_path, "w") as f:
             json.dump(step.options, f)
+        extra = {"spec": spec_path, "runtimes": True} if step.options.get("runtimes") else {"spec": spec_path}
         request = MountRequest(target=t, tree=step.options["tree"], backend=step.options.get("backend", "auto"),
-                               hierarchies=step.options.get("hierarchies"), extra={"spec": spec_path},
+                               hierarchies=step.options.get("hierarchies"), extra=extra,
                                subtree_of=step.options.get("subtree_of"))
         start(request)
         rec = registry.load(t)

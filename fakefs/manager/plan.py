@@ -41,7 +41,8 @@ class Step:
         if self.options.get("fstype_options"):
             opts = f" [{self.options['fstype_options']}]"
         if self.action == "start-daemon":
-            opts = f" [{self.options.get('tree')}, backend {self.options.get('backend', 'auto')}]"
+            runtimes = ", for container runtimes" if self.options.get("runtimes") else ""
+            opts = f" [{self.options.get('tree')}, backend {self.options.get('backend', 'auto')}{runtimes}]"
         return f"{self.action:13}{src} {self.target}{opts}  # {self.why}"
 
     def to_json(self) -> dict:
@@ -169,7 +170,7 @@ def plan_cgroup(profile: Profile, stage: str, probe=can_mount_cgroup) -> list[St
         steps.append(Step("mkdir", fake_root, "mount point of the fake hierarchies"))
         steps.append(Step("start-daemon", fake_root, "serve the hierarchies the sandbox cannot mount"
                           if prefer else "serve the hierarchies the profile fakes",
-                          options={"tree": "cgroup", "hierarchies": specs}))
+                          options={"tree": "cgroup", "hierarchies": specs, "runtimes": profile.runtimes}))
         for dirname, spec in fake:
             steps.append(Step("mkdir", os.path.join(target, dirname), "hierarchy dir"))
             steps.append(Step("bind", os.path.join(target, dirname), f"fake hierarchy ({spec})",

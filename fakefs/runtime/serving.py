@@ -58,6 +58,9 @@ def build_root(request: MountRequest):
         raise MountError(exc.detail) from None
     if request.subtree_of:
         _seed_subtrees(model, request.subtree_of)
+    # Container runtimes use this tree (subtrees serve nothing else; a
+    # profile says so with cgroup.runtimes): see watch_forks.
+    model.runtimes = bool(request.subtree_of) or bool(request.extra.get("runtimes"))
     from fakefs.host.stats import LiveStats
 
     # Live statistics: the real processes' figures, sampled through a short cache.
@@ -308,9 +311,9 @@ async def watch_forks(model) -> None:
     process events, membership is only what was written."""
     from fakefs.host.forkwatch import open_watcher, watch
 
-    # Fake subtrees serve container runtimes, whose stage processes are
-    # made with CLONE_PARENT (see forkwatch.py).
-    watcher = open_watcher(clone_parent=any(not m.hierarchy.top_is_root for m in model.mounts))
+    # Container runtimes make their stage processes with CLONE_PARENT (see
+    # forkwatch.py): placing those takes a guess, made only for their trees.
+    watcher = open_watcher(clone_parent=getattr(model, "runtimes", False))
     if isinstance(watcher, str):
         print(f"fakefs: fork inheritance off: {watcher}", flush=True)
         return
