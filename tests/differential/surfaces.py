@@ -38,6 +38,7 @@ import pytest
 
 from fakefs.model.errors import KernelError
 from fakefs.model.host import HostFacts, StaticProcessTable
+from fakefs.model.kernfs import kernfs_order
 from fakefs.model.kparse import kernel_strstrip, kstrtoll
 from fakefs.model.tree import CgroupModel
 
@@ -479,12 +480,14 @@ class ModelSurface(Surface):
 
     def _entries(self, cg) -> dict[str, int]:
         out = {}
-        for name, spec in self.h.files(cg).items():
+        files = self.h.files(cg)
+        for name in kernfs_order([*files, *cg.children]):  # as the FUSE backends list them
+            if name in cg.children:
+                out[name] = stat.S_IFDIR
+                continue
             attrs = cg.attrs.get(name)
-            mode = attrs.mode if attrs is not None and attrs.mode is not None else spec.mode
+            mode = attrs.mode if attrs is not None and attrs.mode is not None else files[name].mode
             out[name] = stat.S_IFREG | mode
-        for name in cg.children:
-            out[name] = stat.S_IFDIR
         return out
 
     def listdir(self, rel):
