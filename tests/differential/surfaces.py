@@ -372,9 +372,19 @@ def KernelSurface(controller: str) -> PathSurface:
 # The pure model
 # ---------------------------------------------------------------------------
 
-# The hierarchies of this machine, mounted one per directory like it does.
-MACHINE_HIERARCHIES = ("cpu", "cpuacct", "cpuset", "memory", "devices", "freezer", "blkio", "pids",
-                       "name=systemd")
+def machine_hierarchies() -> tuple[str, ...]:
+    """The hierarchies this machine announces in mountinfo under
+    /sys/fs/cgroup, co-mounted as it mounts them (the layout fakefs copies
+    where it covers them, fakefs/manager/layout.py); where none are (no
+    cgroup v1 here: the kernel tests skip, or fail under CI), the hierarchies
+    of CONTROLLERS one per directory."""
+    from fakefs.manager.layout import announced_mounts
+
+    specs = tuple(dict.fromkeys(a.spec for a in announced_mounts(CGROUP_ROOT) if a.spec is not None))
+    return specs or CONTROLLERS
+
+
+MACHINE_HIERARCHIES = machine_hierarchies()
 
 
 class ModelSurface(Surface):
