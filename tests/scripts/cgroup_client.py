@@ -40,16 +40,10 @@ def outcome(fn):
         return ["err", errno.errorcode.get(exc.errno, str(exc.errno))]
 
 
-def read(fd: int, name: str):
+def read(path: str):
     def go():
-        f = os.open(name, os.O_RDONLY, dir_fd=fd)
-        try:
-            chunks = []
-            while chunk := os.read(f, 65536):
-                chunks.append(chunk)
-            return b"".join(chunks).decode("latin-1")
-        finally:
-            os.close(f)
+        with open(path, "rb", buffering=0) as f:  # read(2) until EOF
+            return f.read().decode("latin-1")
     return outcome(go)
 
 
@@ -70,7 +64,7 @@ def visit(mountpoint: str, fstype: str, name: str) -> dict:
             names = os.listdir(fd)
             result["entries"] = [[n, os.stat(n, dir_fd=fd, follow_symlinks=False).st_mode] for n in names]
             if fstype == "cgroup":
-                result["reads"] = {n: read(fd, n) for n in names}
+                result["reads"] = {n: read(os.path.join(mountpoint, name, n)) for n in names}
         finally:
             os.close(fd)
         result["rmdir"] = outcome(lambda: os.rmdir(name, dir_fd=top))
