@@ -130,6 +130,19 @@ def test_prefer_profile_plan_on_a_systemd_host(tmp_path, monkeypatch):
     assert (["cpu"], None) not in probed and (["cpu", "cpuacct"], None) not in probed
 
 
+def test_mount_layout_on_a_systemd_host(tmp_path, monkeypatch):
+    t = _systemd_host(tmp_path, monkeypatch)
+    lay = mount_layout(t, None)
+    model = CgroupModel(hierarchies=lay.hierarchies, **lay.model_layout())
+    entries = model.entries()
+    assert entries["cpu"] == entries["cpuacct"] == "cpu,cpuacct"  # the host's symlinks
+    assert not isinstance(entries["memory"], str) and not isinstance(entries["systemd"], str)
+    assert "unified" not in entries and lay.hidden[0].startswith(f"{t}/unified (cgroup2 hierarchy)")
+    assert entries["net_cls"] == "net_cls,net_prio"  # systemd's, for what nothing announces
+    assert "follows mountinfo" in lay.describe(t).splitlines()[0]
+    assert mount_layout(t, ["memory"]).hierarchies == ["memory"]
+
+
 def test_systemd_layout_where_nothing_is_announced(tmp_path):
     target = tmp_path / "empty"
     target.mkdir()

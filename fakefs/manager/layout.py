@@ -37,10 +37,11 @@ class AnnouncedMount:
 
     @property
     def label(self) -> str:
-        """As a listing names it: ``cpu,cpuacct``, ``name=systemd``, ``cgroup2 unified``."""
+        """As a listing names it: ``cpu,cpuacct``, ``name=systemd``, ``cgroup2 unified``
+        (a v1 mount fakefs cannot serve: its directory)."""
         if self.fstype == "cgroup2":
             return f"cgroup2 {self.dirname}"
-        return self.spec or f"{self.dirname} ({self.why})"
+        return self.spec or self.dirname
 
 
 def announced_mounts(target: str) -> list[AnnouncedMount]:
@@ -126,7 +127,7 @@ def layout_reason(target: str, announced: list[AnnouncedMount], unannounced_spec
     if not announced:
         return (f"systemd layout (co-mounted controllers in one directory, a symlink per member): "
                 f"mountinfo announces no cgroup mount under {target}")
-    labels = ", ".join(a.label if a.spec is not None or a.fstype == "cgroup2" else a.dirname for a in announced)
+    labels = ", ".join(a.label for a in announced)
     why = (f"follows mountinfo, which announces {len(announced)} cgroup mounts under {target} ({labels}): "
            f"clients open those mount points, so each stays a directory with exactly its controllers")
     if unannounced_specs:
@@ -169,17 +170,18 @@ def mount_layout(target: str, asked: list[str] | None) -> TreeLayout:
     if asked:
         return TreeLayout(list(asked), "the hierarchies given with --hierarchy")
     announced = announced_mounts(target)
+    if not announced:
+        return TreeLayout(list(DEFAULT_HIERARCHIES), layout_reason(target, [], []))
     served: dict[str, str] = {}  # spec -> directory
     hidden = []
     for a in announced:
-        if a.spec is not None and a.spec not in served:
+        if a.spec is None:
+            hidden.append(f"{a.mountpoint} ({a.why}): one FUSE mount cannot hold it; a profile keeps it "
+                          f"authentic (fakefs run --profile cgroup-v1-fake)")
+        elif a.spec in served:
+            hidden.append(f"{a.mountpoint} (the same hierarchy as {target}/{served[a.spec]}, served there)")
+        else:
             served[a.spec] = a.dirname
-            continue
-        why = f"the same hierarchy as {target}/{served[a.spec]}" if a.spec else a.why
-        hidden.append(f"{a.mountpoint} ({why}): one FUSE mount cannot hold it; a profile keeps it "
-                      f"authentic (fakefs run --profile cgroup-v1-fake)")
-    if not served:
-        return TreeLayout(list(DEFAULT_HIERARCHIES), layout_reason(target, [], []), hidden=hidden)
     rest = unannounced(DEFAULT_HIERARCHIES, {k for spec in served for k in hierarchy_keys(spec)})
     dirnames = {**served, **{spec: default_dirname(spec) for spec in rest}}
     links = host_links(target, set(dirnames.values()))
