@@ -11,6 +11,7 @@ kernel's. fs/kernfs/dir.c: kernfs_name_hash, kernfs_sd_compare.
 
 from __future__ import annotations
 
+import functools
 from typing import Iterable
 
 _MASK64 = (1 << 64) - 1
@@ -34,6 +35,13 @@ def kernfs_name_hash(name: str) -> int:
     return h
 
 
+# Listing a directory sorts every name in it, for every readdir request:
+# names repeat (control files, the same children), so keep their keys.
+@functools.lru_cache(maxsize=1 << 16)
+def _position(name: str) -> tuple[int, str]:
+    return kernfs_name_hash(name), name  # kernfs_sd_compare: hash, then name
+
+
 def kernfs_order(names: Iterable[str]) -> list[str]:
     """``names`` in the order readdir gives them on cgroupfs."""
-    return sorted(names, key=lambda n: (kernfs_name_hash(n), n))
+    return sorted(names, key=_position)
