@@ -3,10 +3,10 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 # fuse3/libfuse3-dev/pkg-config/gcc build pyfuse3; the rest are the real
-# programs the tests run fakefs under (gVisor, runc, crun, node) and the
+# programs the tests run fakefs under (gVisor, runc, crun, node, cgroup-tools) and the
 # benchmark's anchor (lxcfs).
 DEB_PACKAGES := fuse3 libfuse3-dev pkg-config gcc python3-dev util-linux runsc runc crun \
-	busybox-static nodejs lxcfs
+	busybox-static nodejs lxcfs cgroup-tools
 STAMP := $(VENV)/.installed
 
 .PHONY: install deps test demo bench clean

@@ -30,6 +30,8 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("--foreground", action="store_true", help="serve in this process until unmounted")
     m.add_argument("--in-place", action="store_true",
                    help="allow mounting over a system path in the host's mount namespace")
+    m.add_argument("--dry-run", action="store_true",
+                   help="print the layout the tree would have at TARGET, and why; mount nothing")
 
     u = sub.add_parser("umount", help="unmount a fake tree and stop its daemon")
     u.add_argument("target", nargs="?", default=DEFAULT_TARGET)
@@ -72,6 +74,7 @@ def cmd_mount(args) -> int:
     from fakefs.runtime.daemons import check_target, start
     from fakefs.model.errors import KernelError
     from fakefs.model.tree import parse_hierarchy_spec
+    from fakefs.manager.layout import mount_layout
 
     _check_backend(args.backend)
     for spec in args.hierarchies or []:
@@ -80,9 +83,17 @@ def cmd_mount(args) -> int:
         except KernelError as exc:
             raise _cli_error(f"fakefs: {exc.detail}")
     host = _host_overrides(args)
+    if args.dry_run:
+        target = os.path.realpath(args.target)
+        print(mount_layout(target, args.hierarchies).describe(target))
+        return 0
     target = check_target(args.target, args.in_place)
+    layout = mount_layout(target, args.hierarchies)
+    extra = {"host": host} if host else {}
+    if layout.model_layout():
+        extra["layout"] = layout.model_layout()
     return start(MountRequest(target=target, tree=args.tree, backend=args.backend,
-                              hierarchies=args.hierarchies, extra={"host": host} if host else {}),
+                              hierarchies=layout.hierarchies, extra=extra),
                  foreground=args.foreground)
 
 
@@ -136,7 +147,7 @@ def _profile(name: str):
 
 def cmd_apply(args) -> int:
     from fakefs.manager.apply import apply
-    from fakefs.manager.plan import make_plan
+    from fakefs.manager.plan import NO_CHANGE, make_plan
     from fakefs.manager.run import stage_dir
     from fakefs.runtime.daemons import SYSTEM_PREFIXES
     from fakefs.host.sysmount import in_private_mount_namespace
@@ -151,7 +162,7 @@ def cmd_apply(args) -> int:
         else:
             print(plan.describe())
         return 0
-    touches_system = any(s.action not in ("keep", "skip") and s.target.startswith(SYSTEM_PREFIXES)
+    touches_system = any(s.action not in NO_CHANGE and s.target.startswith(SYSTEM_PREFIXES)
                          for s in plan.steps)
     if touches_system and not in_private_mount_namespace() and not args.in_place:
         raise CliError("fakefs: refusing to overlay system paths in the host's mount namespace "

@@ -1,4 +1,5 @@
-"""Real container runtimes on a fake cgroup subtree (profile cgroup-subtree).
+"""Real container runtimes on a fake cgroup subtree (profile cgroup-subtree)
+and on the whole fake tree (profile cgroup-v1-fake).
 
 runc (Debian 1.1.5) and crun (1.8.1) find the authentic hierarchies in
 mountinfo and open files below them with openat2, which takes any
@@ -7,7 +8,9 @@ configure, join and remove lives in fakefs, while the real hierarchies only
 ever hold the throwaway <parent> the profile made (and removed after).
 
 Each test runs tests/scripts/runtime_check.py under ``fakefs run`` with a
-profile that includes cgroup-subtree and names a unique parent.
+profile that includes cgroup-subtree and names a unique parent; one runs
+runc on the whole fake tree instead (profile cgroup-v1-fake), where it
+discovers the fake hierarchies at the mount points mountinfo announces.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ pytestmark = pytest.mark.fuse
 CHECK = os.path.join(REPO, "tests", "scripts", "runtime_check.py")
 CG = "/sys/fs/cgroup"
 FUSE_SUPER_MAGIC = 0x65735546
+CGROUP2_SUPER_MAGIC = 0x63677270
 MiB = 1 << 20
 RESOURCES = {
     "cpu": {"shares": 512, "quota": 50000, "period": 100000},
@@ -115,6 +119,18 @@ def assert_container_on_fake(report: dict, config: dict, parent: str) -> None:
         # The container's cgroup is a directory of the fake, holding its pid.
         assert entry["fstype"] == FUSE_SUPER_MAGIC, (name, entry)
         assert pid in entry["procs"].split(), (name, entry["procs"])
+    assert_written_values(running)
+    # The real hierarchies hold the throwaway parent, never the container.
+    for name, view in report["real_while_running"].items():
+        assert view == {"parent": True, "container": False}, (name, view)
+    assert report["rc"] == 0, report.get("stderr")
+    # The runtime removed its cgroups from the fake.
+    assert not any(report["after"].values()), report["after"]
+    for name, view in report["real_after"].items():
+        assert view.get("container") is False, (name, view)
+
+
+def assert_written_values(running: dict) -> None:
     # Exactly the values of config.json, as the runtime wrote them.
     assert running["cpu"]["cpu.shares"] == "512\n"
     assert running["cpu"]["cpu.cfs_period_us"] == "100000\n"
@@ -129,14 +145,6 @@ def assert_container_on_fake(report: dict, config: dict, parent: str) -> None:
         online = f.read()
     if "cpuset" in running:
         assert running["cpuset"]["cpuset.cpus"] == online
-    # The real hierarchies hold the throwaway parent, never the container.
-    for name, view in report["real_while_running"].items():
-        assert view == {"parent": True, "container": False}, (name, view)
-    assert report["rc"] == 0, report.get("stderr")
-    # The runtime removed its cgroups from the fake.
-    assert not any(report["after"].values()), report["after"]
-    for name, view in report["real_after"].items():
-        assert view.get("container") is False, (name, view)
 
 
 def test_runc_runs_on_fake_subtree(bundle, subtree_profile):
@@ -189,3 +197,49 @@ def test_crun_runs_on_fake_subtree(bundle, subtree_profile):
     report = run_check("crun", bundle_dir, profile, parent, cid, legacy_layout=True)
     assert "unified" not in report["hierarchies"]
     assert_container_on_fake(report, config, parent)
+
+
+def test_runc_runs_on_the_full_fake_tree(bundle):
+    """cgroup-v1-fake: every v1 hierarchy runc finds in mountinfo (at the
+    mount points announced there, cpu and cpuacct apart on this host) is
+    fakefs; the hybrid cgroup2 mount stays authentic, so runc makes and
+    removes its (real, throwaway) cgroup there. Limits, membership, ``runc
+    ps`` and ``runc events`` all come from the fake.
+
+    Two things differ from a subtree: the cgroupsPath has one level, because
+    runc creates cpuset parents only while statfs says cgroupfs (a FUSE
+    directory stops that walk, so /a/b would need /a made first); and the
+    container gets no /sys/fs/cgroup of its own, because runc binds the
+    paths /proc/self/cgroup names there, which are the kernel's and not
+    cgroups of the fake."""
+    bundle_dir, config = bundle
+    cid = f"fakefs-runc-{uuid.uuid4().hex[:8]}"
+    config["linux"]["cgroupsPath"] = f"/{cid}"
+    config["mounts"] = [m for m in config["mounts"] if m["type"] != "cgroup"]
+    (bundle_dir / "config.json").write_text(json.dumps(config))
+    unified = os.path.join(CG, "unified", cid)
+    try:
+        report = run_check("runc", bundle_dir, "cgroup-v1-fake", "", cid, "--stats", "--announced")
+    finally:
+        leftover = os.path.isdir(unified)
+        if leftover:
+            os.rmdir(unified)
+    assert not leftover, f"runc left its real cgroup {unified}"
+    pid = str(report["pid"])
+    running = report["while_running"]
+    assert set(running) == set(report["hierarchies"]) >= {"cpu", "cpuacct", "memory", "pids", "devices", "systemd"}
+    for name, entry in running.items():
+        authentic = name == "unified" and entry["fstype"] == CGROUP2_SUPER_MAGIC
+        assert authentic or entry["fstype"] == FUSE_SUPER_MAGIC, (name, entry)
+        assert pid in entry["procs"].split(), (name, entry["procs"])
+        # The kernel's hierarchies never saw the container, but for cgroup2.
+        assert report["real_while_running"][name]["container"] is authentic, (name, report["real_while_running"])
+    assert_written_values(running)
+    assert report["rc"] == 0, report.get("stderr")
+    ps = report["ps"]
+    assert ps["rc"] == 0, ps["err"]
+    assert pid in ps["out"].split(), ps["out"]
+    data = report["events"]["json"]["data"]
+    assert data["memory"]["usage"]["limit"] == 256 * MiB and data["pids"]["limit"] == 64
+    assert not any(report["after"].values()), report["after"]
+    assert not any(view.get("container") for view in report["real_after"].values()), report["real_after"]

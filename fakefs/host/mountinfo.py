@@ -36,6 +36,34 @@ def read_mounts(path: str = "/proc/self/mountinfo") -> list[Mount]:
     return mounts
 
 
+def visible_mounts(mounts: list[Mount] | None = None) -> list[Mount]:
+    """Mounts a path lookup can reach: mountinfo still lists mounts hidden
+    under a later one (e.g. the hierarchy mounts after a private tmpfs went
+    over /sys/fs/cgroup). A mount is visible when resolving its mount point
+    from the root, taking the last mount made at each step, ends on it."""
+    mounts = read_mounts() if mounts is None else mounts
+    ids = {m.mount_id for m in mounts}
+    on: dict[tuple[int, str], int] = {}  # (parent mount, mount point) -> last mount there
+    for m in mounts:
+        on[(m.parent_id, m.mountpoint)] = m.mount_id
+    roots = [m.mount_id for m in mounts if m.parent_id not in ids or m.parent_id == m.mount_id]
+    if not roots:
+        return mounts
+
+    def resolve(path: str) -> int:
+        cur = roots[0]
+        prefixes = ["/"] + ["/" + "/".join(path.strip("/").split("/")[:i + 1])
+                            for i in range(len(path.strip("/").split("/"))) if path.strip("/")]
+        for prefix in prefixes:
+            seen = set()
+            while (cur, prefix) in on and cur not in seen:
+                seen.add(cur)
+                cur = on[(cur, prefix)]
+        return cur
+
+    return [m for m in mounts if resolve(m.mountpoint) == m.mount_id]
+
+
 def mounts_at(mountpoint: str) -> list[Mount]:
     return [m for m in read_mounts() if m.mountpoint == mountpoint]
 

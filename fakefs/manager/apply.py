@@ -12,13 +12,13 @@ from fakefs.errors import CliError
 from fakefs.runtime.daemons import is_stale, start, stop
 from fakefs.host.sysmount import MS_NODEV, MS_NOEXEC, MS_NOSUID, bind, mount, umount
 from fakefs.runtime import journal
-from fakefs.manager.plan import Plan, Step
+from fakefs.manager.plan import NO_CHANGE, Plan, Step
 
 
 def _do(step: Step, plan: Plan) -> dict | None:
     """Perform one step; return what undo needs (None: nothing to undo)."""
     a, t = step.action, step.target
-    if a in ("keep", "skip"):
+    if a in NO_CHANGE:
         return None
     if a == "mkdir":
         if os.path.isdir(t):
@@ -37,7 +37,8 @@ def _do(step: Step, plan: Plan) -> dict | None:
         mount("tmpfs", t, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, step.options.get("data"))
         return {"undo": "umount"}
     if a == "mount-cgroup":
-        mount("cgroup", t, "cgroup", MS_NOSUID | MS_NODEV | MS_NOEXEC, step.options["fstype_options"])
+        fstype = step.options.get("fstype", "cgroup")
+        mount(fstype, t, fstype, MS_NOSUID | MS_NODEV | MS_NOEXEC, step.options["fstype_options"] or None)
         return {"undo": "umount"}
     if a == "bind":
         bind(step.source, t)
@@ -46,8 +47,9 @@ def _do(step: Step, plan: Plan) -> dict | None:
         spec_path = os.path.join(plan.stage, f"{os.path.basename(t)}.spec.json")
         with open(spec_path, "w") as f:
             json.dump(step.options, f)
+        extra = {"spec": spec_path, "runtimes": True} if step.options.get("runtimes") else {"spec": spec_path}
         request = MountRequest(target=t, tree=step.options["tree"], backend=step.options.get("backend", "auto"),
-                               hierarchies=step.options.get("hierarchies"), extra={"spec": spec_path},
+                               hierarchies=step.options.get("hierarchies"), extra=extra,
                                subtree_of=step.options.get("subtree_of"))
         start(request)
         rec = registry.load(t)

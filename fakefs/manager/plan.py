@@ -14,17 +14,22 @@ import stat
 import tempfile
 from dataclasses import asdict, dataclass, field
 
-from fakefs.model.tree import parse_hierarchy_spec
-from fakefs.host.mountinfo import read_mounts
+from fakefs.host.mountinfo import read_mounts, visible_mounts
 from fakefs.host.sysmount import mount, umount
+from fakefs.manager.layout import announced_mounts, host_links, layout_reason, systemd_aliases, unannounced
 from fakefs.manager.profile import Profile
+from fakefs.model.tree import default_dirname, hierarchy_keys, parse_hierarchy_spec, spec_of_super_options
 
 PROC_SYS = "/proc/sys"
 
 
+# Steps that only say something: apply does nothing for them.
+NO_CHANGE = ("layout", "keep", "skip")
+
+
 @dataclass
 class Step:
-    action: str  # keep | skip | mkdir | touch | symlink | mount-tmpfs | mount-cgroup | bind | start-daemon
+    action: str  # layout | keep | skip | mkdir | touch | symlink | mount-tmpfs | mount-cgroup | bind | start-daemon
     target: str
     why: str
     source: str = ""
@@ -36,7 +41,8 @@ class Step:
         if self.options.get("fstype_options"):
             opts = f" [{self.options['fstype_options']}]"
         if self.action == "start-daemon":
-            opts = f" [{self.options.get('tree')}, backend {self.options.get('backend', 'auto')}]"
+            runtimes = ", for container runtimes" if self.options.get("runtimes") else ""
+            opts = f" [{self.options.get('tree')}, backend {self.options.get('backend', 'auto')}{runtimes}]"
         return f"{self.action:13}{src} {self.target}{opts}  # {self.why}"
 
     def to_json(self) -> dict:
@@ -53,19 +59,6 @@ class Plan:
         lines = [f"plan for profile {self.profile} (staging {self.stage}):"]
         lines += [f"  {i + 1:2}. {s.describe()}" for i, s in enumerate(self.steps)]
         return "\n".join(lines)
-
-
-def authentic_cgroup_mounts(target: str) -> dict[str, str]:
-    """controller (or name=X) -> mountpoint, for real cgroup v1 mounts under target."""
-    found: dict[str, str] = {}
-    for m in read_mounts():
-        if m.fstype != "cgroup" or os.path.dirname(m.mountpoint) != target:
-            continue
-        for opt in m.super_options.split(","):
-            if opt in ("rw", "ro") or opt.startswith(("release_agent", "clone_children", "noprefix", "xattr")):
-                continue
-            found[opt] = m.mountpoint
-    return found
 
 
 def can_mount_cgroup(controllers: list[str], name: str | None) -> tuple[bool, str]:
@@ -90,90 +83,103 @@ def can_mount_cgroup(controllers: list[str], name: str | None) -> tuple[bool, st
         os.rmdir(scratch)
 
 
-def _is_tmpfs(path: str) -> bool:
-    return any(m.mountpoint == path and m.fstype == "tmpfs" for m in read_mounts())
-
-
 def plan_cgroup(profile: Profile, stage: str, probe=can_mount_cgroup) -> list[Step]:
-    steps: list[Step] = []
+    """The profile's hierarchies at its cgroup target, authentic first, laid
+    out as mountinfo announces them there (layout.py): an announced mount is
+    kept (``prefer``) or served by fakefs at the same mount point with the
+    same controllers (``never``); cgroup2 mounts and announced ones fakefs
+    does not model stay authentic. Hierarchies nothing announces get
+    systemd's layout."""
     target = profile.cgroup_target
     if not profile.hierarchies:
-        return steps
+        return []
     if not os.path.isdir(target):
         return [Step("skip", target, "cgroup target does not exist")]
-    # authentic = "never" is the profile asking to hide the real hierarchies.
-    authentic = authentic_cgroup_mounts(target) if profile.authentic == "prefer" else {}
-    keep: list[tuple[str, str]] = []  # (dirname, mountpoint)
-    real_new: list[tuple[str, str]] = []  # (dirname, options)
-    fake: list[str] = []  # hierarchy specs served by fakefs
-    for spec in profile.hierarchies:
-        controllers, name = parse_hierarchy_spec(spec)
-        keys = controllers + ([f"name={name}"] if name else [])
-        covered = [authentic[k] for k in keys if k in authentic]
-        dirname = ",".join(controllers) if controllers else name
-        if len(covered) == len(keys):
-            for mp in sorted(set(covered)):
-                keep.append((os.path.basename(mp), mp))
-            continue
-        if covered:
-            # Part of the group is mounted authentically elsewhere: a second
-            # mount with a different controller set is EBUSY in the kernel.
-            for mp in sorted(set(covered)):
-                keep.append((os.path.basename(mp), mp))
-            keys = [k for k in keys if k not in authentic]
-            controllers = [k for k in keys if not k.startswith("name=")]
-            name = next((k[5:] for k in keys if k.startswith("name=")), None)
-            dirname = ",".join(controllers) if controllers else name
-            spec = ",".join(keys)
-        if profile.authentic == "prefer":
-            ok, why = probe(controllers, name)
+    prefer = profile.authentic == "prefer"
+    announced = announced_mounts(target)
+    wanted = {k for spec in profile.hierarchies for k in hierarchy_keys(spec)}
+    steps: list[Step] = []
+    kept: list[tuple[str, str, str]] = []  # (dirname, authentic mount point, why)
+    mounted: list[tuple[str, str, str, str]] = []  # (dirname, fstype, options, why)
+    fake: list[tuple[str, str]] = []  # (dirname, hierarchy spec served by fakefs)
+
+    def authentic_or_fake(dirname: str, spec: str, note: str) -> None:
+        if prefer:
+            ok, why = probe(*parse_hierarchy_spec(spec))
             if ok:
-                real_new.append((dirname, ",".join(keys)))
-                continue
-            fake.append(spec)
+                mounted.append((dirname, "cgroup", spec, f"authentic cgroupfs can be mounted here{note}"))
+                return
             steps.append(Step("skip", os.path.join(target, dirname), f"no authentic cgroupfs: {why}; fakefs serves it"))
+        fake.append((dirname, spec))
+
+    covered: set[str] = set()
+    for a in announced:
+        if a.fstype == "cgroup2":
+            if a.visible:
+                kept.append((a.dirname, a.mountpoint, "announced cgroup2 mount: kept authentic"))
+            else:
+                mounted.append((a.dirname, "cgroup2", "", "announced cgroup2 mount, hidden here: mounted again "
+                                                          "(the same hierarchy)"))
+            continue
+        if a.spec is None:
+            if a.visible:
+                kept.append((a.dirname, a.mountpoint, f"announced, {a.why}: kept authentic"))
+            else:
+                steps.append(Step("skip", a.mountpoint, f"announced, hidden here, and {a.why}"))
+            continue
+        keys = hierarchy_keys(a.spec)
+        covered.update(keys)
+        asked = bool(wanted.intersection(keys))
+        if a.visible and (prefer or not asked):
+            kept.append((a.dirname, a.mountpoint, "authentic cgroupfs already mounted" if asked
+                         else "announced, not in the profile: kept authentic"))
+        elif a.visible:
+            fake.append((a.dirname, a.spec))
         else:
-            fake.append(spec)
-    for dirname, mp in dict(keep).items():
-        steps.append(Step("keep", mp, "authentic cgroupfs already mounted"))
-    if not real_new and not fake:
+            authentic_or_fake(a.dirname, a.spec, " (announced, hidden here)")
+    rest = unannounced(profile.hierarchies, covered)  # systemd's layout for these
+    for spec in rest:
+        authentic_or_fake(default_dirname(spec), spec, "")
+    steps.insert(0, Step("layout", target, layout_reason(target, announced, rest)))
+    for _, mp, why in kept:
+        steps.append(Step("keep", mp, why))
+    if not mounted and not fake:
         return steps
     # New directories are needed under target. Creating them in the host's
     # tmpfs would leak into every namespace, so stash the authentic mounts,
     # put a fresh tmpfs on target, and bring them back.
     stash = os.path.join(stage, "stash")
     steps.append(Step("mkdir", stash, "stash for authentic mounts while a fresh tmpfs goes over the target"))
-    kept = sorted(dict(keep).items())
-    for dirname, mp in kept:
+    for dirname, mp, _ in kept:
         steps.append(Step("mkdir", os.path.join(stash, dirname), "stash point"))
         steps.append(Step("bind", os.path.join(stash, dirname), "keep the authentic mount", source=mp))
+    links = host_links(target, {d for d, *_ in kept + mounted + fake})
     steps.append(Step("mount-tmpfs", target, "a private tmpfs so new hierarchy dirs never touch the host's",
                       options={"data": "mode=755"}))
-    for dirname, mp in kept:
+    for dirname, _, why in kept:
         steps.append(Step("mkdir", os.path.join(target, dirname), "hierarchy dir"))
-        steps.append(Step("bind", os.path.join(target, dirname), "authentic cgroupfs, unchanged",
+        steps.append(Step("bind", os.path.join(target, dirname), f"authentic, unchanged ({why})",
                           source=os.path.join(stash, dirname)))
-    for dirname, opts in real_new:
+    for dirname, fstype, opts, why in mounted:
         steps.append(Step("mkdir", os.path.join(target, dirname), "hierarchy dir"))
-        steps.append(Step("mount-cgroup", os.path.join(target, dirname), "authentic cgroupfs can be mounted here",
-                          options={"fstype_options": opts}))
+        steps.append(Step("mount-cgroup", os.path.join(target, dirname), why,
+                          options={"fstype": fstype, "fstype_options": opts}))
     if fake:
         fake_root = os.path.join(stage, "cgroup")
+        specs = list(dict.fromkeys(spec for _, spec in fake))
         steps.append(Step("mkdir", fake_root, "mount point of the fake hierarchies"))
-        steps.append(Step("start-daemon", fake_root, "serve the hierarchies the sandbox cannot mount",
-                          options={"tree": "cgroup", "hierarchies": fake}))
-        for spec in fake:
-            controllers, name = parse_hierarchy_spec(spec)
-            dirname = ",".join(controllers) if controllers else name
+        steps.append(Step("start-daemon", fake_root, "serve the hierarchies the sandbox cannot mount"
+                          if prefer else "serve the hierarchies the profile fakes",
+                          options={"tree": "cgroup", "hierarchies": specs, "runtimes": profile.runtimes}))
+        for dirname, spec in fake:
             steps.append(Step("mkdir", os.path.join(target, dirname), "hierarchy dir"))
-            steps.append(Step("bind", os.path.join(target, dirname), "fake hierarchy",
-                              source=os.path.join(fake_root, dirname)))
-    for spec in list(dict.fromkeys([o for _, o in real_new] + [f for f in fake])):
-        controllers, _ = parse_hierarchy_spec(spec)
-        if len(controllers) > 1:
-            for alias in controllers:
-                steps.append(Step("symlink", os.path.join(target, alias), "alias, as systemd makes it",
-                                  source=",".join(controllers)))
+            steps.append(Step("bind", os.path.join(target, dirname), f"fake hierarchy ({spec})",
+                              source=os.path.join(fake_root, default_dirname(spec))))
+    placed = {d for d, *_ in kept + mounted + fake} | set(links)
+    for name, dest in sorted(links.items()):
+        steps.append(Step("symlink", os.path.join(target, name), "symlink of the host's layout", source=dest))
+    for name, dest in systemd_aliases(rest, placed).items():
+        steps.append(Step("symlink", os.path.join(target, name), "alias, as systemd makes it", source=dest))
     return steps
 
 
@@ -251,48 +257,16 @@ def _view_name(root: str) -> str:
     return root.strip("/").replace("/", "_") or "root"
 
 
-# cgroup v1 mount options that are not controllers.
-_V1_MOUNT_OPTIONS = {"rw", "ro", "none", "noprefix", "clone_children", "xattr", "cpuset_v2_mode", "favordynmods"}
 # The cgroup2 mount of a hybrid host: runc and crun create and join a cgroup
-# there too. fakefs serves it as a controller-less hierarchy (cgroup.procs,
+# there too. Below it, fakefs serves a controller-less hierarchy (cgroup.procs,
 # tasks, mkdir/rmdir), which is all a runtime does with it; its v2-only files
 # (cgroup.controllers, cgroup.subtree_control, ...) are not modelled.
 HYBRID_UNIFIED = "unified"
 
 
-def visible_mounts() -> list:
-    """Mounts a path lookup can reach: mountinfo still lists mounts hidden
-    under a later one (e.g. the hierarchy mounts after a private tmpfs went
-    over /sys/fs/cgroup). A mount is visible when resolving its mount point
-    from the root, taking the last mount made at each step, ends on it."""
-    mounts = read_mounts()
-    ids = {m.mount_id for m in mounts}
-    on: dict[tuple[int, str], int] = {}  # (parent mount, mount point) -> last mount there
-    for m in mounts:
-        on[(m.parent_id, m.mountpoint)] = m.mount_id
-    roots = [m.mount_id for m in mounts if m.parent_id not in ids or m.parent_id == m.mount_id]
-    if not roots:
-        return mounts
-
-    def resolve(path: str) -> int:
-        cur = roots[0]
-        prefixes = ["/"] + ["/" + "/".join(path.strip("/").split("/")[:i + 1])
-                            for i in range(len(path.strip("/").split("/"))) if path.strip("/")]
-        for prefix in prefixes:
-            seen = set()
-            while (cur, prefix) in on and cur not in seen:
-                seen.add(cur)
-                cur = on[(cur, prefix)]
-        return cur
-
-    return [m for m in mounts if resolve(m.mountpoint) == m.mount_id]
-
-
 def subtree_hierarchies(target: str) -> list[tuple[str, str | None, str]]:
     """(mountpoint, hierarchy spec or None, why) for each authentic cgroup
     mount directly under target: v1 hierarchies, and the hybrid cgroup2 one."""
-    from fakefs.model.controllers import CONTROLLERS
-
     found: list[tuple[str, str | None, str]] = []
     for m in visible_mounts():
         if os.path.dirname(m.mountpoint) != target:
@@ -302,17 +276,8 @@ def subtree_hierarchies(target: str) -> list[tuple[str, str | None, str]]:
             continue
         if m.fstype != "cgroup":
             continue
-        keys, unknown = [], []
-        for opt in m.super_options.split(","):
-            if opt in _V1_MOUNT_OPTIONS or opt.startswith("release_agent="):
-                continue
-            (keys if opt in CONTROLLERS or opt.startswith("name=") else unknown).append(opt)
-        if unknown:
-            found.append((m.mountpoint, None, f"controller {unknown[0]} is not modelled by fakefs"))
-        elif not keys:
-            found.append((m.mountpoint, None, "no controller in its mount options"))
-        else:
-            found.append((m.mountpoint, ",".join(keys), "authentic cgroup v1 hierarchy"))
+        spec, why = spec_of_super_options(m.super_options)
+        found.append((m.mountpoint, spec, "authentic cgroup v1 hierarchy" if spec else why))
     return found
 
 

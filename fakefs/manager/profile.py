@@ -10,6 +10,9 @@ Schema (every key optional)::
     authentic = "prefer"                 # prefer: mount real cgroupfs where possible; never: all fake
     subtree = "fakefs"                   # instead of hierarchies: fake <hierarchy>/fakefs below every
                                          # authentic hierarchy under target (container runtimes)
+    runtimes = true                      # container runtimes use the fake hierarchies: their stage processes,
+                                         # made with CLONE_PARENT, join the fake cgroups (host/forkwatch.py);
+                                         # always so for subtrees
     [procsys]
     entries = ["kernel/cap_last_cap", "vm/panic_on_oom"]   # must exist afterwards
     writable = ["vm/overcommit_memory"]  # must accept writes (synthetic if the real one is read-only)
@@ -62,6 +65,7 @@ class Profile:
     hierarchies: list[str] = field(default_factory=list)
     authentic: str = "prefer"
     subtree: str = ""
+    runtimes: bool = False
     procsys_entries: list[str] = field(default_factory=list)
     procsys_writable: list[str] = field(default_factory=list)
     files: dict[str, FileSpec] = field(default_factory=dict)
@@ -114,6 +118,7 @@ def _merge(into: Profile, other: Profile) -> None:
         into.authentic = other.authentic
     if other.subtree:
         into.subtree = other.subtree
+    into.runtimes = into.runtimes or other.runtimes
     for h in other.hierarchies:
         if h not in into.hierarchies:
             into.hierarchies.append(h)
@@ -149,7 +154,7 @@ def _check_keys(table, allowed: set[str], where: str, name: str) -> None:
 
 
 def _read_cgroup(prof: Profile, table, name: str) -> None:
-    _check_keys(table, {"target", "hierarchies", "authentic", "subtree"}, "cgroup", name)
+    _check_keys(table, {"target", "hierarchies", "authentic", "subtree", "runtimes"}, "cgroup", name)
     if not table:
         return
     prof.cgroup_target = _abs(_str(table.get("target", prof.cgroup_target), "cgroup.target", name), name)
@@ -168,6 +173,10 @@ def _read_cgroup(prof: Profile, table, name: str) -> None:
     if subtree and (subtree in (".", "..") or any(c in subtree for c in "/\0\n")):
         raise ProfileError(f"profile {name}: cgroup.subtree must be one cgroup name (no '/'), not {subtree!r}")
     prof.subtree = subtree
+    runtimes = table.get("runtimes", prof.runtimes)
+    if not isinstance(runtimes, bool):
+        raise ProfileError(f"profile {name}: cgroup.runtimes must be true or false")
+    prof.runtimes = runtimes
 
 
 def _entry(path: str, name: str) -> str:

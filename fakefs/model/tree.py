@@ -1,6 +1,8 @@
 """The whole cgroup v1 model: which hierarchies exist and how they are laid
-out under the mount point (one directory per hierarchy, co-mounted
-controllers joined by commas, symlinks for each member, as systemd does).
+out under the mount point: one directory per hierarchy, by default named as
+systemd names it (co-mounted controllers joined by commas, a symlink for
+each member); a caller that copies a host's layout gives the directory
+names and symlinks instead (fakefs/manager/layout.py).
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from dataclasses import dataclass, field
 
 from fakefs.model.cgroup import Hierarchy
 from fakefs.model.controllers import CONTROLLERS
-from fakefs.model.errors import einval
+from fakefs.model.errors import KernelError, einval
 from fakefs.model.host import HostFacts, ProcessTable, StaticProcessTable
 from fakefs.model.usage import StatsSource
 
@@ -29,6 +31,49 @@ DEFAULT_HIERARCHIES: tuple[str, ...] = (
     "rdma",
     "name=systemd",
 )
+
+
+# cgroup v1 mount options that name no member of the hierarchy
+# (cgroup1_parse_param in kernel/cgroup/cgroup-v1.c; "rw"/"ro" are the
+# superblock's), as they appear among a mount's super options in mountinfo.
+V1_MOUNT_OPTIONS = frozenset({"rw", "ro", "none", "all", "noprefix", "clone_children", "xattr",
+                              "cpuset_v2_mode", "favordynmods"})
+
+
+def spec_of_super_options(super_options: str) -> tuple[str | None, str]:
+    """A cgroup v1 mount's super options as mountinfo shows them
+    (``rw,cpu,cpuacct``, ``rw,xattr,release_agent=/x,name=systemd``) -> the
+    hierarchy spec fakefs serves for it (``cpu,cpuacct``, ``name=systemd``),
+    or None and why it cannot."""
+    keys, unknown = [], []
+    for opt in super_options.split(","):
+        if not opt or opt in V1_MOUNT_OPTIONS or opt.startswith("release_agent="):
+            continue
+        (keys if opt in CONTROLLERS or opt.startswith("name=") else unknown).append(opt)
+    if unknown:
+        return None, f"controller {unknown[0]} is not modelled by fakefs"
+    if not keys:
+        return None, "no controller in its mount options"
+    spec = ",".join(keys)
+    try:
+        parse_hierarchy_spec(spec)
+    except KernelError as exc:
+        return None, exc.detail
+    return spec, "cgroup v1 hierarchy"
+
+
+def hierarchy_keys(spec: str) -> list[str]:
+    """``"cpu,cpuacct,name=x"`` -> ["cpu", "cpuacct", "name=x"]: what the
+    spec holds, each as /proc/self/cgroup and mount options name it."""
+    controllers, name = parse_hierarchy_spec(spec)
+    return controllers + ([f"name={name}"] if name else [])
+
+
+def default_dirname(spec: str) -> str:
+    """The directory systemd gives a hierarchy: its controllers joined by
+    commas, or its name for a named hierarchy without controllers."""
+    controllers, name = parse_hierarchy_spec(spec)
+    return ",".join(controllers) if controllers else name
 
 
 def parse_hierarchy_spec(spec: str) -> tuple[list[str], str | None]:
@@ -61,9 +106,13 @@ class MountedHierarchy:
 class CgroupModel:
     def __init__(self, host: HostFacts | None = None, processes: ProcessTable | None = None,
                  hierarchies: tuple[str, ...] | list[str] = DEFAULT_HIERARCHIES, top_is_root: bool = True,
-                 stats: StatsSource | None = None):
+                 stats: StatsSource | None = None, dirnames: dict[str, str] | None = None,
+                 links: dict[str, str] | None = None):
         # top_is_root=False: every hierarchy is a subtree mounted below a real
         # (non-root) cgroup, e.g. for container runtimes (model/subtree.py).
+        # dirnames (spec -> directory) and links (symlink -> directory) copy a
+        # host's layout; without them, systemd's: default_dirname, and a
+        # symlink for each member of a co-mounted hierarchy.
         self.host = host or HostFacts()
         self.processes: ProcessTable = processes if processes is not None else StaticProcessTable()
         self._serials = itertools.count(1)
@@ -87,9 +136,18 @@ class CgroupModel:
                 raise einval(f"controller {sorted(dup)[0]} in two hierarchies")
             seen.update(names)
             h = Hierarchy(self, [CONTROLLERS[n] for n in names], hname, top_is_root=top_is_root)
-            dirname = ",".join(names) if names else hname
-            aliases = names if len(names) > 1 else []
+            dirname = (dirnames or {}).get(spec) or default_dirname(spec)
+            if "/" in dirname or dirname in (".", ".."):
+                raise einval(f"bad directory name {dirname!r} for hierarchy {spec!r}")
+            aliases = (names if len(names) > 1 else []) if links is None else []
             self.mounts.append(MountedHierarchy(dirname, h, aliases))
+        by_dir = {m.dirname: m for m in self.mounts}
+        if len(by_dir) != len(self.mounts):
+            raise einval("two hierarchies in one directory")
+        for link, dirname in (links or {}).items():
+            if dirname not in by_dir or link in by_dir or "/" in link or link in (".", ".."):
+                raise einval(f"bad symlink {link!r} -> {dirname!r}")
+            by_dir[dirname].aliases.append(link)
 
     def next_serial(self) -> int:
         return next(self._serials)

@@ -91,11 +91,15 @@ def build_tree(request: MountRequest) -> Tree:
         # Live statistics: the real processes' figures, sampled through a short cache.
         model = CgroupModel(host_facts(request.extra.get("host")), LiveProcessTable(),
                             request.hierarchies or list(DEFAULT_HIERARCHIES),
-                            top_is_root=not request.subtree_of, stats=LiveStats())
+                            top_is_root=not request.subtree_of, stats=LiveStats(),
+                            **request.extra.get("layout", {}))
     except KernelError as exc:
         raise MountError(exc.detail) from None
     if request.subtree_of:
         _seed_subtrees(model, request.subtree_of)
+    # Container runtimes use this tree (subtrees serve nothing else; a
+    # profile says so with cgroup.runtimes): see watch_forks.
+    runtimes = bool(request.subtree_of) or bool(request.extra.get("runtimes"))
     # Serve what was there when this target was last served, and journal
     # every change from now on (statefile.py).
     store = statefile.Store(model, state_path)
@@ -104,7 +108,7 @@ def build_tree(request: MountRequest) -> Tree:
         store.start()
     except OSError as exc:
         raise MountError(f"cannot keep the state in {state_path}: {exc.strerror}") from None
-    return Tree(CgroupFsRoot(model), [lambda: watch_forks(model), store.keep_saved])
+    return Tree(CgroupFsRoot(model), [lambda: watch_forks(model, runtimes), store.keep_saved])
 
 
 def _note(note: str | None) -> None:
@@ -245,13 +249,13 @@ def run_serving(serve: Callable[[], Awaitable[None]], tasks, stop: Callable[[], 
     trio.run(main)
 
 
-async def watch_forks(model) -> None:
+async def watch_forks(model, runtimes: bool) -> None:
     """trio task for cgroup trees: children start in their parent's fake
     cgroups, as on the kernel (see host/forkwatch.py); without the kernel's
     process events, membership is only what was written."""
-    # Fake subtrees serve container runtimes, whose stage processes are
-    # made with CLONE_PARENT (see forkwatch.py).
-    watcher = open_watcher(clone_parent=any(not m.hierarchy.top_is_root for m in model.mounts))
+    # Container runtimes make their stage processes with CLONE_PARENT (see
+    # forkwatch.py): placing those takes a guess, made only for their trees.
+    watcher = open_watcher(clone_parent=runtimes)
     if isinstance(watcher, str):
         print(f"fakefs: fork inheritance off: {watcher}", flush=True)
         return

@@ -11,6 +11,7 @@ import time
 from fakefs.model.cftype import WriteContext
 from fakefs.model.cgroup import Cgroup, Hierarchy
 from fakefs.model.errors import KernelError
+from fakefs.model.kernfs import kernfs_order
 from fakefs.model.tree import CgroupModel
 from fakefs.vfs.nodes import Attr, Node
 
@@ -110,9 +111,9 @@ class CgroupDir(Node):
 
     def entries(self) -> list[tuple[str, Node]]:
         cg = self._alive()
-        out: list[tuple[str, Node]] = [(n, ControlNode(cg, n, self.mtime_ns)) for n in sorted(self.hierarchy.files(cg))]
-        out += [(n, CgroupDir(c, self.mtime_ns)) for n, c in cg.children.items()]
-        return out
+        # In the kernel's readdir order, control files and child cgroups mixed.
+        return [(n, CgroupDir(cg.children[n], self.mtime_ns) if n in cg.children else ControlNode(cg, n, self.mtime_ns))
+                for n in kernfs_order([*self.hierarchy.files(cg), *cg.children])]
 
     def mkdir(self, name: str, ctx: WriteContext) -> Node:
         return CgroupDir(self.hierarchy.mkdir(self._alive(), name), self.mtime_ns)

@@ -38,6 +38,7 @@ import pytest
 
 from fakefs.model.errors import KernelError
 from fakefs.model.host import HostFacts, StaticProcessTable
+from fakefs.model.kernfs import kernfs_order
 from fakefs.model.kparse import kernel_strstrip, kstrtoll
 from fakefs.model.tree import CgroupModel
 
@@ -371,9 +372,19 @@ def KernelSurface(controller: str) -> PathSurface:
 # The pure model
 # ---------------------------------------------------------------------------
 
-# The hierarchies of this machine, mounted one per directory like it does.
-MACHINE_HIERARCHIES = ("cpu", "cpuacct", "cpuset", "memory", "devices", "freezer", "blkio", "pids",
-                       "name=systemd")
+def machine_hierarchies() -> tuple[str, ...]:
+    """The hierarchies this machine announces in mountinfo under
+    /sys/fs/cgroup, co-mounted as it mounts them (the layout fakefs copies
+    where it covers them, fakefs/manager/layout.py); where none are (no
+    cgroup v1 here: the kernel tests skip, or fail under CI), the hierarchies
+    of CONTROLLERS one per directory."""
+    from fakefs.manager.layout import announced_mounts
+
+    specs = tuple(dict.fromkeys(a.spec for a in announced_mounts(CGROUP_ROOT) if a.spec is not None))
+    return specs or CONTROLLERS
+
+
+MACHINE_HIERARCHIES = machine_hierarchies()
 
 
 class ModelSurface(Surface):
@@ -479,12 +490,14 @@ class ModelSurface(Surface):
 
     def _entries(self, cg) -> dict[str, int]:
         out = {}
-        for name, spec in self.h.files(cg).items():
+        files = self.h.files(cg)
+        for name in kernfs_order([*files, *cg.children]):  # as the FUSE backends list them
+            if name in cg.children:
+                out[name] = stat.S_IFDIR
+                continue
             attrs = cg.attrs.get(name)
-            mode = attrs.mode if attrs is not None and attrs.mode is not None else spec.mode
+            mode = attrs.mode if attrs is not None and attrs.mode is not None else files[name].mode
             out[name] = stat.S_IFREG | mode
-        for name in cg.children:
-            out[name] = stat.S_IFDIR
         return out
 
     def listdir(self, rel):

@@ -95,6 +95,20 @@ def test_root_files_and_modes(controller, pair):
     assert not diff, f"[{controller}] root:\n" + "\n".join(diff)
 
 
+@pytest.mark.parametrize("controller", CONTROLLERS)
+def test_listing_order(controller, pair):
+    """readdir gives kernfs's order (by name hash), files and child cgroups
+    mixed; libcgroup's cgget -g depends on it (fakefs/model/kernfs.py)."""
+    kernel, cand = pair
+    for s in pair:
+        for name in ("a", "tasks2", "x1", "zz", "cgroup.x"):
+            assert s.mkdir(name) == ("ok", None), f"{s.label}: mkdir {name}"
+    extras = VENDOR_EXTRAS.get(hier_dir(controller), set())
+    k = [n for n in kernel.listdir("") if n not in extras]
+    c = list(cand.listdir(""))
+    assert c == k, f"[{controller}] order: kernel {k} | {cand.label} {c}"
+
+
 def _child_files() -> list[tuple[str, str]]:
     out = []
     for controller in CONTROLLERS:

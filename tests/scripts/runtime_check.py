@@ -2,7 +2,7 @@
 below the fake subtree, and report what was observed as JSON (last line of
 stdout). Meant to run under ``fakefs run --profile <subtree profile>``.
 
-    runtime_check.py RUNTIME BUNDLE ID PARENT [--stats]
+    runtime_check.py RUNTIME BUNDLE ID PARENT [--stats] [--announced]
 
 The container waits for /release in its rootfs, then exits 0. While it
 runs: its init pid, the fake files of its cgroup in every hierarchy, the
@@ -10,6 +10,9 @@ filesystem type there, and the real hierarchies seen through fresh mounts of
 the same cgroupfs (where the container's directory must not exist). With
 --stats: ``RUNTIME ps`` and ``RUNTIME events --stats`` output. Afterwards:
 the runtime's exit status and whether its cgroups are gone from the fake.
+With --announced, "every hierarchy" is every cgroup mount mountinfo lists
+under /sys/fs/cgroup (the whole tree is fake, see hierarchies()); PARENT may
+then be empty.
 
 ``--legacy-layout`` (first argument) prepares the namespace instead and
 re-executes the rest: a private tmpfs over /sys/fs/cgroup holding the
@@ -27,7 +30,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
-from fakefs.manager.plan import visible_mounts  # noqa: E402
+from fakefs.host.mountinfo import read_mounts, visible_mounts  # noqa: E402
 from fakefs.host.sysmount import MS_BIND, MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_REC, mount, umount  # noqa: E402
 
 CG = "/sys/fs/cgroup"
@@ -36,9 +39,15 @@ FILES = ("cpu.shares", "cpu.cfs_period_us", "cpu.cfs_quota_us", "memory.limit_in
          "devices.list", "cpuset.cpus", "cpuset.mems")
 
 
+# --announced: the hierarchies are every cgroup mount mountinfo lists under CG,
+# covered ones included (what runc discovers when fakefs serves the whole tree).
+ANNOUNCED = False
+
+
 def hierarchies() -> dict[str, tuple[str, str]]:
     """dirname -> (fstype, super options) of the authentic mounts under CG."""
-    return {os.path.basename(m.mountpoint): (m.fstype, m.super_options) for m in visible_mounts()
+    mounts = read_mounts() if ANNOUNCED else visible_mounts()
+    return {os.path.basename(m.mountpoint): (m.fstype, m.super_options) for m in mounts
             if os.path.dirname(m.mountpoint) == CG and m.fstype in ("cgroup", "cgroup2")}
 
 
@@ -196,6 +205,8 @@ def main(argv: list[str]) -> int:
         finally:
             drop_stash(stash)
     runtime, bundle, cid, parent = argv[:4]
+    global ANNOUNCED
+    ANNOUNCED = "--announced" in argv[4:]
     print(json.dumps(check(runtime, bundle, cid, parent, "--stats" in argv[4:])))
     return 0
 
