@@ -10,13 +10,14 @@ from typing import Iterable
 
 import psutil
 
+from fakefs.host.hostfiles import real_path
 from fakefs.model.host import HostFacts
 from fakefs.model.kparse import parse_cpulist
 
 
 def _read(path: str, default: str = "") -> str:
     try:
-        with open(path) as f:
+        with open(real_path(path)) as f:
             return f.read().strip()
     except OSError:
         return default
@@ -48,11 +49,20 @@ def read_host_facts() -> HostFacts:
         nr_cpu_ids=max(possible) + 1,
         online_mems=mems,
         nr_node_ids=max(mems_possible) + 1,
-        memory_total=psutil.virtual_memory().total,
+        memory_total=_memory_total(),
         page_size=os.sysconf("SC_PAGE_SIZE"),
         hugepage_sizes=tuple(sorted(sizes)),
         user_hz=os.sysconf("SC_CLK_TCK"),
     )
+
+
+def _memory_total() -> int:
+    """MemTotal in bytes, as psutil.virtual_memory().total gives it, from the
+    real /proc/meminfo (a view may be bound over the path)."""
+    for line in _read("/proc/meminfo").splitlines():
+        if line.startswith("MemTotal:"):
+            return int(line.split()[1]) * 1024
+    return psutil.virtual_memory().total
 
 
 def _listdir(path: str) -> list[str]:

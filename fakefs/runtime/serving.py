@@ -36,6 +36,12 @@ def build_root(request: MountRequest):
     from fakefs.model.errors import KernelError
     from fakefs.model.tree import DEFAULT_HIERARCHIES, CgroupModel
 
+    from fakefs.host.hostfiles import open_private_handles, real_path
+
+    # The machine's /proc and cpu/online through private mounts: views of
+    # them may be bound over the real paths in this namespace, and a daemon
+    # reading a view it serves would wait on itself.
+    open_private_handles()
     if request.tree == "overlay":
         import json
 
@@ -48,8 +54,10 @@ def build_root(request: MountRequest):
             raise MountError(f"overlay spec: {exc}") from None
         _overlay_state(root, request)
         return root
+    if request.tree == "procviews":
+        return _views(request)
     if request.tree != "cgroup":
-        raise MountError(f"unknown tree {request.tree!r} (known: cgroup, overlay)")
+        raise MountError(f"unknown tree {request.tree!r} (known: cgroup, overlay, procviews)")
     try:
         model = CgroupModel(host_facts(request.extra.get("host")), LiveProcessTable(),
                             request.hierarchies or list(DEFAULT_HIERARCHIES),
@@ -61,9 +69,40 @@ def build_root(request: MountRequest):
     from fakefs.host.stats import LiveStats
 
     # Live statistics: the real processes' figures, sampled through a short cache.
-    model.stats = LiveStats()
+    model.stats = LiveStats(proc=real_path("/proc"))
     _restore_state(model, request)
-    return CgroupFsRoot(model)
+    root = CgroupFsRoot(model)
+    if "procviews" in _spec(request):
+        from fakefs.vfs.procviews import CgroupRootWithViews
+
+        return CgroupRootWithViews(root, _views(request, model))
+    return root
+
+
+def _spec(request: MountRequest) -> dict:
+    """The options the mount manager started this daemon with (none for
+    ``fakefs mount``)."""
+    import json
+
+    path = request.extra.get("spec")
+    if not path:
+        return {}
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError) as exc:
+        raise MountError(f"spec {path}: {exc}") from None
+
+
+def _views(request: MountRequest, model=None):
+    """The /proc views a spec asks for (vfs/procviews.py), reading the
+    limits of ``model``'s fake cgroups where it has the controller."""
+    from fakefs.vfs.procviews import build_views
+
+    try:
+        return build_views(_spec(request).get("procviews") or {}, model)
+    except (OSError, ValueError) as exc:
+        raise MountError(f"procviews: {exc.strerror if isinstance(exc, OSError) else exc}") from None
 
 
 def _restore_state(model, request: MountRequest) -> None:

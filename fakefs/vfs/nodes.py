@@ -64,6 +64,11 @@ class Node:
     def render(self) -> bytes:
         raise KernelError(errno.EISDIR)
 
+    def render_for(self, ctx: WriteContext) -> bytes:
+        """The content as the caller ``ctx`` sees it (the same for everyone
+        but a file rendered per reader, such as the /proc views)."""
+        return self.render()
+
     def write(self, data: bytes, ctx: WriteContext) -> int:
         raise KernelError(errno.EISDIR)
 

@@ -37,6 +37,8 @@ class Handle:
     inode: int = 0
     # Where the last read ended (seq_file's read_pos).
     pos: int = 0
+    # Who opened it: content rendered per reader is rendered for the opener.
+    ctx: WriteContext | None = None
 
 
 class FsOps:
@@ -225,7 +227,7 @@ class FsOps:
         writing = accmode in (os.O_WRONLY, os.O_RDWR)
         # O_TRUNC asks for MAY_WRITE whatever the access mode (build_open_flags).
         node.check_open(writing or bool(flags & os.O_TRUNC), ctx)
-        handle = Handle(node, writable=writing, inode=inode)
+        handle = Handle(node, writable=writing, inode=inode, ctx=ctx)
         if accmode in (os.O_RDONLY, os.O_RDWR):
             self._take_snapshot(handle)
         fh = next(self._next_fh)
@@ -242,7 +244,7 @@ class FsOps:
     def _render(self, handle: Handle) -> bytes:
         node = handle.node
         if node.volatile or not handle.inode:
-            return node.render()
+            return node.render_for(handle.ctx or WriteContext())
         if self._renders_at != self.changes:
             self._renders.clear()
             self._renders_at = self.changes

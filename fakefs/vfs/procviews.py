@@ -1,0 +1,361 @@
+"""lxcfs-style views: files rendered for the process that reads them, from
+the limits of its cgroups, each bind-mounted over a real /proc file (or
+/sys/devices/system/cpu/online) as lxcfs does.
+
+Which cgroup: the FUSE request names the reading thread. For a controller
+the fake tree serves (``fakefs run``), the fake cgroup it was placed in
+(``cgroup.procs``/``tasks`` writes, fork inheritance), or else the fake
+cgroup at the path its real ``/proc/PID/cgroup`` names (where ``fakefs run``
+creates the command's cgroups; in gVisor no fork events place children),
+or else the root. For any other controller, its real cgroup, read from the
+real hierarchy (a private mount: the fake may cover /sys/fs/cgroup). In
+``sandbox`` mode (profile ``node-capacity``) every reader sees the cgroups
+fakefs itself was started in.
+
+The rendering rules are in :mod:`fakefs.model.procviews`; the machine's own
+files are read through private handles (:mod:`fakefs.host.hostfiles`), never
+through the paths the views cover.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+import time
+from dataclasses import dataclass
+
+from fakefs.host.hostfiles import PrivateDir, ProcessInfo, RealCgroups, private_cpu_dir, private_proc
+from fakefs.model import procviews as pv
+from fakefs.model.cftype import WriteContext
+from fakefs.model.errors import KernelError
+from fakefs.model.kparse import parse_cpulist
+from fakefs.vfs.mergedfs import StagingRoot
+from fakefs.vfs.nodes import Attr, Node
+
+
+@dataclass(frozen=True)
+class CgroupRef:
+    """A cgroup of one controller: in the fake tree or in the real hierarchy."""
+
+    source: str  # "fake" | "real"
+    path: str
+
+    def ancestors(self) -> list["CgroupRef"]:
+        """This cgroup and those above it, up to the root."""
+        out, path = [self], self.path
+        while path not in ("/", ""):
+            path = os.path.dirname(path)
+            out.append(CgroupRef(self.source, path))
+        return out
+
+
+class ReaderCgroups:
+    """Where a reader's cgroups are, and their control files' text."""
+
+    def __init__(self, real: RealCgroups, model=None, fixed: dict[str, str] | None = None):
+        self.real = real
+        self.model = model
+        self.fixed = fixed
+        self.fake = {c.name for m in model.mounts for c in m.hierarchy.controllers} if model is not None else set()
+
+    def locate(self, tid: int, controllers=pv.VIEW_CONTROLLERS) -> dict[str, CgroupRef]:
+        if self.fixed is not None:
+            return {c: CgroupRef("real", self.fixed[c]) for c in controllers if c in self.fixed}
+        if tid <= 0:
+            return {}  # a reader outside our PID namespace: nothing known
+        real_paths: dict[str, str] | None = None
+        out = {}
+        for c in controllers:
+            if c in self.fake:
+                h = self.model.hierarchy(c)
+                cg = h.placed.get(tid)
+                if cg is None or cg.removed:
+                    if real_paths is None:
+                        real_paths = self.real.cgroups_of(tid)
+                    cg = self._fake_at(h, real_paths.get(c))
+                out[c] = CgroupRef("fake", cg.path)
+            else:
+                if real_paths is None:
+                    real_paths = self.real.cgroups_of(tid)
+                if c in real_paths:
+                    out[c] = CgroupRef("real", real_paths[c])
+        return out
+
+    @staticmethod
+    def _fake_at(h, path: str | None):
+        if path:
+            try:
+                return h.resolve(path)
+            except KernelError:
+                pass
+        return h.root
+
+    def read(self, ref: CgroupRef, controller: str, name: str) -> str | None:
+        if ref.source == "real":
+            return self.real.read(controller, ref.path, name)
+        h = self.model.hierarchy(controller)
+        try:
+            return h.read_file(h.resolve(ref.path), name)
+        except KernelError:
+            return None
+
+    def tids(self, ref: CgroupRef, controller: str) -> list[int]:
+        """Threads in the cgroup and below it."""
+        if ref.source == "fake":
+            h = self.model.hierarchy(controller)
+            try:
+                return h.subtree_tids(h.resolve(ref.path))
+            except KernelError:
+                return []
+        return self.real.subtree_tids(controller, ref.path)
+
+
+class ProcViews:
+    """Renders each view for a reading thread."""
+
+    def __init__(self, cgroups: ReaderCgroups, proc: PrivateDir, cpu_dir: PrivateDir):
+        self.cgroups = cgroups
+        self.proc = proc
+        self.cpu_dir = cpu_dir
+        self.info = ProcessInfo(proc)
+        self.user_hz = os.sysconf("SC_CLK_TCK")
+        self.own_pidns = self.info.pid_namespace("self")
+        self.cpu_history = pv.CpuViewHistory()
+        self.load_history = pv.LoadHistory()
+
+    # -- the machine's files ------------------------------------------------------
+    def host(self, name: str) -> str:
+        text = self.cpu_dir.read("online") if name == "cpu-online" else self.proc.read(name)
+        if text is None:
+            raise KernelError(errno.ENOENT, f"{pv.VIEW_PATHS[name]} cannot be read here")
+        return text
+
+    def online(self) -> frozenset[int]:
+        return frozenset(parse_cpulist(self.host("cpu-online").strip(), 1 << 16))
+
+    # -- the reader's figures ----------------------------------------------------------
+    def memory(self, refs: dict[str, CgroupRef], host_meminfo: str) -> pv.MemoryFigures | None:
+        ref = refs.get("memory")
+        if ref is None:
+            return None
+        text = self.cgroups.read(ref, "memory", "memory.stat")
+        if text is None:
+            return None
+        mem = pv.MemoryFigures.from_stat(text)
+        if not pv.memory_is_limited(mem, pv.meminfo_kb(host_meminfo)):
+            return None
+        read = lambda name: pv.parse_int(self.cgroups.read(ref, "memory", name))  # noqa: E731
+        return pv.MemoryFigures(limit=mem.limit, usage=read("memory.usage_in_bytes") or 0, stat=mem.stat,
+                                memsw_limit=mem.memsw_limit, memsw_usage=read("memory.memsw.usage_in_bytes"),
+                                swappiness=read("memory.swappiness") or 0)
+
+    def cpus(self, refs: dict[str, CgroupRef], online: frozenset[int]) -> pv.CpuFigures | None:
+        cpuset = online
+        ref = refs.get("cpuset")
+        if ref is not None:
+            text = self.cgroups.read(ref, "cpuset", "cpuset.effective_cpus")
+            if text is None:
+                text = self.cgroups.read(ref, "cpuset", "cpuset.cpus")
+            if text is not None and text.strip():
+                cpuset = frozenset(parse_cpulist(text.strip(), 1 << 16))
+        quotas = []
+        ref = refs.get("cpu")
+        if ref is not None:
+            for up in ref.ancestors():
+                quota = pv.parse_int(self.cgroups.read(up, "cpu", "cpu.cfs_quota_us"))
+                if quota is None or quota <= 0:
+                    continue
+                period = pv.parse_int(self.cgroups.read(up, "cpu", "cpu.cfs_period_us"))
+                if period:
+                    quotas.append((quota, period))
+        figures = pv.CpuFigures(cpuset, pv.binding_quota(quotas))
+        return figures if pv.cpus_are_limited(figures, online) else None
+
+    # -- rendering ------------------------------------------------------------------------
+    def render(self, name: str, tid: int) -> str:
+        return getattr(self, "_" + name.replace("-", "_"))(tid)
+
+    def _meminfo(self, tid: int) -> str:
+        host = self.host("meminfo")
+        return pv.render_meminfo(host, self.memory(self.cgroups.locate(tid, ("memory",)), host))
+
+    def _swaps(self, tid: int) -> str:
+        host, meminfo = self.host("swaps"), self.host("meminfo")
+        return pv.render_swaps(host, meminfo, self.memory(self.cgroups.locate(tid, ("memory",)), meminfo))
+
+    def _cpu_online(self, tid: int) -> str:
+        host, online = self.host("cpu-online"), self.online()
+        return pv.render_cpu_online(host, self.cpus(self.cgroups.locate(tid, ("cpuset", "cpu")), online), online)
+
+    def _cpuinfo(self, tid: int) -> str:
+        host, online = self.host("cpuinfo"), self.online()
+        return pv.render_cpuinfo(host, self.cpus(self.cgroups.locate(tid, ("cpuset", "cpu")), online), online)
+
+    def _stat(self, tid: int) -> str:
+        host, online = self.host("stat"), self.online()
+        refs = self.cgroups.locate(tid, ("cpuset", "cpu", "cpuacct"))
+        cpu = self.cpus(refs, online)
+        if cpu is None:
+            return host
+        usage = None
+        acct = refs.get("cpuacct")
+        if acct is not None:
+            text = self.cgroups.read(acct, "cpuacct", "cpuacct.usage_all")
+            if text is not None:
+                usage = pv.parse_usage_all(text, self.user_hz)
+        key = (acct.source, acct.path) if acct is not None else ("none", "")
+        return pv.render_stat(self.cpu_history, key, host, usage, cpu, online)
+
+    def _uptime(self, tid: int) -> str:
+        host = self.host("uptime")
+        if tid <= 0 or self.info.pid_namespace(tid) in (None, self.own_pidns):
+            return host  # the reader's PID namespace started with the machine's
+        init = self.info.namespace_init(tid)
+        age = self.info.age_s(init) if init is not None else None
+        if age is None:
+            return host
+        busy = 0.0
+        acct = self.cgroups.locate(init, ("cpuacct",)).get("cpuacct")
+        if acct is not None:
+            busy = (pv.parse_int(self.cgroups.read(acct, "cpuacct", "cpuacct.usage")) or 0) / pv.NSEC_PER_SEC
+        return pv.render_uptime(age, busy)
+
+    def _loadavg(self, tid: int) -> str:
+        host, online = self.host("loadavg"), self.online()
+        refs = self.cgroups.locate(tid, ("cpuset", "cpu"))
+        if self.cpus(refs, online) is None or "cpu" not in refs:
+            return host
+        ref = refs["cpu"]
+        return self.load_history.render((ref.source, ref.path), time.monotonic(), lambda: self._count(ref))
+
+    def _count(self, ref: CgroupRef) -> pv.TaskCount:
+        active = total = last = 0
+        for t in self.cgroups.tids(ref, "cpu"):
+            text = self.info.read(f"{t}/stat")
+            if not text:
+                continue
+            total += 1
+            last = max(last, t)
+            if text[text.rindex(")") + 2:][:1] in ("R", "D"):
+                active += 1
+        return pv.TaskCount(active, total, last)
+
+    def _diskstats(self, tid: int) -> str:
+        host = self.host("diskstats")
+        ref = self.cgroups.locate(tid, ("blkio",)).get("blkio")
+        if ref is None or ref.path in ("/", ""):
+            return host
+        read = lambda name: self.cgroups.read(ref, "blkio", name)  # noqa: E731
+        return pv.render_diskstats(host, read("blkio.throttle.io_serviced_recursive"),
+                                   read("blkio.throttle.io_service_bytes_recursive"))
+
+
+class ViewFile(Node):
+    """One view: procfs's (or sysfs's) mode, size and errors; the content is
+    rendered for the process that opens it (a read at another offset renders
+    anew, as seq_file does)."""
+
+    volatile = True
+    entry_stable = True  # the names never change
+    is_dir = False
+
+    def __init__(self, name: str, views: ProcViews):
+        self.name = name
+        self.views = views
+        self.key = ("procview", name)
+        self.sysfs = pv.VIEW_PATHS[name].startswith("/sys/")
+        self.mtime_ns = time.time_ns()
+
+    def attr(self) -> Attr:
+        # procfs reports size 0; sysfs attributes report a page.
+        return Attr(stat.S_IFREG | 0o444, size=4096 if self.sysfs else 0, mtime_ns=self.mtime_ns)
+
+    def check_open(self, writing: bool, ctx: WriteContext) -> None:
+        # kernfs refuses a write open of a 0444 attribute even to root; procfs
+        # lets root open it and fails the write (EIO, measured).
+        if writing and self.sysfs:
+            raise KernelError(errno.EACCES, self.name)
+
+    def write(self, data: bytes, ctx: WriteContext) -> int:
+        raise KernelError(errno.EIO, self.name)
+
+    def truncate(self, size: int) -> None:
+        raise KernelError(errno.EACCES if self.sysfs else errno.EPERM, self.name)
+
+    def render(self) -> bytes:
+        return self.render_for(WriteContext())
+
+    def render_for(self, ctx: WriteContext) -> bytes:
+        return self.views.render(self.name, ctx.tid).encode("latin-1")
+
+
+class ViewsDir(StagingRoot):
+    """A directory of view files."""
+
+    def __init__(self, views: ProcViews, names):
+        super().__init__({name: ViewFile(name, views) for name in names})
+        self.key = ("procviews-dir",)
+        self.views = views
+
+
+class CgroupRootWithViews(Node):
+    """A cgroup tree's root with the views directory next to its hierarchies
+    (the views read the tree's own model). Everything else is the tree's."""
+
+    def __init__(self, inner: Node, views: ViewsDir):
+        self.inner = inner
+        self.views_dir = views
+        self.key = inner.key
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    @property
+    def volatile(self) -> bool:  # type: ignore[override]
+        return self.inner.volatile
+
+    @property
+    def is_dir(self) -> bool:  # type: ignore[override]
+        return True
+
+    def attr(self) -> Attr:
+        a = self.inner.attr()
+        a.nlink += 1
+        return a
+
+    def lookup(self, name: str) -> Node:
+        return self.views_dir if name == pv.VIEWS_DIR else self.inner.lookup(name)
+
+    def entries(self) -> list[tuple[str, Node]]:
+        return [*self.inner.entries(), (pv.VIEWS_DIR, self.views_dir)]
+
+    def mkdir(self, name: str, ctx: WriteContext) -> Node:
+        return self.inner.mkdir(name, ctx)
+
+
+def check_spec(spec: dict) -> tuple[list[str], str, dict[str, str] | None]:
+    """(views, mode, fixed cgroups) of a ``procviews`` spec; ValueError."""
+    names = list(spec.get("views") or pv.VIEW_PATHS)
+    unknown = [n for n in names if n not in pv.VIEW_PATHS]
+    if unknown:
+        raise ValueError(f"unknown view {unknown[0]!r} (known: {', '.join(pv.VIEW_PATHS)})")
+    mode = spec.get("limits", "reader")
+    if mode not in pv.VIEW_MODES:
+        raise ValueError(f"procviews limits must be one of {', '.join(pv.VIEW_MODES)}, not {mode!r}")
+    fixed = spec.get("cgroups") if mode == "sandbox" else None
+    if mode == "sandbox" and not isinstance(fixed, dict):
+        raise ValueError("procviews in sandbox mode need the sandbox's cgroups")
+    return names, mode, fixed
+
+
+def build_views(spec: dict, model=None) -> ViewsDir:
+    """The views a ``procviews`` spec asks for. Raises OSError when the
+    machine's files cannot be reached privately (a daemon that read them
+    through the paths its views cover would wait on itself)."""
+    names, mode, fixed = check_spec(spec)
+    proc, cpu_dir = private_proc(), private_cpu_dir()
+    if proc is None or cpu_dir is None:
+        raise OSError(errno.EPERM, "no private mount of /proc or /sys/devices/system/cpu can be made here")
+    cgroups = ReaderCgroups(RealCgroups(proc), model if mode == "reader" else None, fixed)
+    return ViewsDir(ProcViews(cgroups, proc, cpu_dir), names)
