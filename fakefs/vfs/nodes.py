@@ -33,6 +33,10 @@ class Node:
     def attr(self) -> Attr:
         raise NotImplementedError
 
+    def attr_for(self, ctx: WriteContext) -> Attr:
+        """The attributes as the caller ``ctx`` sees them (see render_for)."""
+        return self.attr()
+
     # Directories -------------------------------------------------------
     def lookup(self, name: str) -> "Node":
         raise KernelError(errno.ENOTDIR)

@@ -144,14 +144,16 @@ class FsOps:
             self._by_key.pop(node.key, None)
 
     # -- metadata -------------------------------------------------------------
-    def getattr(self, inode: int) -> Attr:
-        return self.node(inode).attr()
+    def getattr(self, inode: int, ctx: WriteContext | None = None) -> Attr:
+        """``ctx``: who asks (a file rendered per reader reports the size of
+        what that reader reads)."""
+        return self.node(inode).attr_for(ctx or WriteContext())
 
-    def lookup(self, parent: int, name: str) -> tuple[int, Attr]:
+    def lookup(self, parent: int, name: str, ctx: WriteContext | None = None) -> tuple[int, Attr]:
         if name == ".":
-            return parent, self.getattr(parent)
+            return parent, self.getattr(parent, ctx)
         child = self.node(parent).lookup(name)
-        return self.inode_of(child, parent, name), child.attr()
+        return self.inode_of(child, parent, name), child.attr_for(ctx or WriteContext())
 
     def readdir(self, inode: int) -> list[tuple[str, int, Attr]]:
         out = []

@@ -100,6 +100,10 @@ class ReaderCgroups:
         except KernelError:
             return None
 
+    def generation(self) -> int:
+        """Changes whenever the fake tree may have (a limit written, a move)."""
+        return self.model.generation if self.model is not None else 0
+
     def tids(self, ref: CgroupRef, controller: str) -> list[int]:
         """Threads in the cgroup and below it."""
         if ref.source == "fake":
@@ -123,6 +127,7 @@ class ProcViews:
         self.own_pidns = self.info.pid_namespace("self")
         self.cpu_history = pv.CpuViewHistory()
         self.load_history = pv.LoadHistory()
+        self._recent: dict = {}
 
     # -- the machine's files ------------------------------------------------------
     def host(self, name: str) -> str:
@@ -173,28 +178,47 @@ class ProcViews:
         return figures if pv.cpus_are_limited(figures, online) else None
 
     # -- rendering ------------------------------------------------------------------------
+    # The controllers each view reads.
+    NEEDS = {"meminfo": ("memory",), "swaps": ("memory",), "cpu-online": ("cpuset", "cpu"),
+             "cpuinfo": ("cpuset", "cpu"), "stat": ("cpuset", "cpu", "cpuacct"), "uptime": (),
+             "loadavg": ("cpuset", "cpu"), "diskstats": ("blkio",)}
+    # A rendering is reused for this long by the same thread in the same
+    # cgroups (while the fake tree is unchanged): the GETATTR and OPEN of one
+    # read then agree on the size (gVisor cuts reads at st_size), and a burst
+    # of reads costs one rendering.
+    REUSE_S = 0.1
+
     def render(self, name: str, tid: int) -> str:
-        return getattr(self, "_" + name.replace("-", "_"))(tid)
+        refs = self.cgroups.locate(tid, self.NEEDS[name])
+        key = (name, tid, tuple(sorted(refs.items())), self.cgroups.generation())
+        now = time.monotonic()
+        hit = self._recent.get(key)
+        if hit is not None and now - hit[0] < self.REUSE_S:
+            return hit[1]
+        text = getattr(self, "_" + name.replace("-", "_"))(tid, refs)
+        if len(self._recent) > 1024:
+            self._recent = {k: v for k, v in self._recent.items() if now - v[0] < self.REUSE_S}
+        self._recent[key] = (now, text)
+        return text
 
-    def _meminfo(self, tid: int) -> str:
+    def _meminfo(self, tid: int, refs: dict[str, CgroupRef]) -> str:
         host = self.host("meminfo")
-        return pv.render_meminfo(host, self.memory(self.cgroups.locate(tid, ("memory",)), host))
+        return pv.render_meminfo(host, self.memory(refs, host))
 
-    def _swaps(self, tid: int) -> str:
+    def _swaps(self, tid: int, refs: dict[str, CgroupRef]) -> str:
         host, meminfo = self.host("swaps"), self.host("meminfo")
-        return pv.render_swaps(host, meminfo, self.memory(self.cgroups.locate(tid, ("memory",)), meminfo))
+        return pv.render_swaps(host, meminfo, self.memory(refs, meminfo))
 
-    def _cpu_online(self, tid: int) -> str:
+    def _cpu_online(self, tid: int, refs: dict[str, CgroupRef]) -> str:
         host, online = self.host("cpu-online"), self.online()
-        return pv.render_cpu_online(host, self.cpus(self.cgroups.locate(tid, ("cpuset", "cpu")), online), online)
+        return pv.render_cpu_online(host, self.cpus(refs, online), online)
 
-    def _cpuinfo(self, tid: int) -> str:
+    def _cpuinfo(self, tid: int, refs: dict[str, CgroupRef]) -> str:
         host, online = self.host("cpuinfo"), self.online()
-        return pv.render_cpuinfo(host, self.cpus(self.cgroups.locate(tid, ("cpuset", "cpu")), online), online)
+        return pv.render_cpuinfo(host, self.cpus(refs, online), online)
 
-    def _stat(self, tid: int) -> str:
+    def _stat(self, tid: int, refs: dict[str, CgroupRef]) -> str:
         host, online = self.host("stat"), self.online()
-        refs = self.cgroups.locate(tid, ("cpuset", "cpu", "cpuacct"))
         cpu = self.cpus(refs, online)
         if cpu is None:
             return host
@@ -207,7 +231,7 @@ class ProcViews:
         key = (acct.source, acct.path) if acct is not None else ("none", "")
         return pv.render_stat(self.cpu_history, key, host, usage, cpu, online)
 
-    def _uptime(self, tid: int) -> str:
+    def _uptime(self, tid: int, refs: dict[str, CgroupRef]) -> str:
         host = self.host("uptime")
         if tid <= 0 or self.info.pid_namespace(tid) in (None, self.own_pidns):
             return host  # the reader's PID namespace started with the machine's
@@ -221,9 +245,8 @@ class ProcViews:
             busy = (pv.parse_int(self.cgroups.read(acct, "cpuacct", "cpuacct.usage")) or 0) / pv.NSEC_PER_SEC
         return pv.render_uptime(age, busy)
 
-    def _loadavg(self, tid: int) -> str:
+    def _loadavg(self, tid: int, refs: dict[str, CgroupRef]) -> str:
         host, online = self.host("loadavg"), self.online()
-        refs = self.cgroups.locate(tid, ("cpuset", "cpu"))
         if self.cpus(refs, online) is None or "cpu" not in refs:
             return host
         ref = refs["cpu"]
@@ -241,9 +264,9 @@ class ProcViews:
                 active += 1
         return pv.TaskCount(active, total, last)
 
-    def _diskstats(self, tid: int) -> str:
+    def _diskstats(self, tid: int, refs: dict[str, CgroupRef]) -> str:
         host = self.host("diskstats")
-        ref = self.cgroups.locate(tid, ("blkio",)).get("blkio")
+        ref = refs.get("blkio")
         if ref is None or ref.path in ("/", ""):
             return host
         read = lambda name: self.cgroups.read(ref, "blkio", name)  # noqa: E731
@@ -268,8 +291,16 @@ class ViewFile(Node):
         self.mtime_ns = time.time_ns()
 
     def attr(self) -> Attr:
-        # procfs reports size 0; sysfs attributes report a page.
-        return Attr(stat.S_IFREG | 0o444, size=4096 if self.sysfs else 0, mtime_ns=self.mtime_ns)
+        return Attr(stat.S_IFREG | 0o444, size=0, mtime_ns=self.mtime_ns)
+
+    def attr_for(self, ctx: WriteContext) -> Attr:
+        # procfs reports size 0 and sysfs a page, but gVisor's FUSE client
+        # cuts reads at st_size: the size of what this reader reads.
+        try:
+            size = len(self.render_for(ctx))
+        except KernelError:
+            size = 0
+        return Attr(stat.S_IFREG | 0o444, size=size, mtime_ns=self.mtime_ns)
 
     def check_open(self, writing: bool, ctx: WriteContext) -> None:
         # kernfs refuses a write open of a 0444 attribute even to root; procfs
