@@ -37,20 +37,12 @@ from fakefs.model.procviews import VIEW_PATHS, VIEWS_DIR
 from fakefs.runtime.daemons import start, stop
 from fakefs.runtime.serving import MountRequest
 from tests.support import FUSE_BACKENDS, REPO, fakefs, require, require_root_and_fuse, wait_for
+from tests.test_limits import _own_path
 
 READER = os.path.join(REPO, "tests", "scripts", "procviews_reader.py")
 REAL = "/sys/fs/cgroup"
 ALL_VIEWS = [n for n, p in VIEW_PATHS.items() if os.path.isfile(p)]
 NPROC = len(os.sched_getaffinity(0))
-
-
-def _own_path(controller: str) -> str:
-    with open("/proc/self/cgroup") as f:
-        for line in f:
-            _, controllers, path = line.rstrip("\n").split(":", 2)
-            if controller in controllers.split(","):
-                return path
-    raise LookupError(controller)
 
 
 def _write(path: str, value: str) -> None:

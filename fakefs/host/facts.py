@@ -56,6 +56,19 @@ def read_host_facts() -> HostFacts:
     )
 
 
+# gVisor's fixed /proc/version: Linux 4.4.0, built on this date.
+GVISOR_VERSION = "4.4.0 #1 SMP Sun Jan 10 15:06:54 PST 2016"
+
+
+def fuse_ignores_lseek() -> bool:
+    """Whether this kernel's FUSE client ignores lseek: gVisor's does
+    (release-20221219, measured: after lseek(fd, 0, SEEK_SET) a read goes on
+    where the last one ended; its FUSE file Seek is a stub). Programs that
+    keep a /proc file open and re-read it (procps's free, top) then read
+    nothing from a FUSE file."""
+    return GVISOR_VERSION in _read("/proc/version")
+
+
 def _memory_total() -> int:
     """MemTotal in bytes, as psutil.virtual_memory().total gives it, from the
     real /proc/meminfo (a view may be bound over the path)."""

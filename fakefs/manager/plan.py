@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 
 from fakefs.model.procviews import VIEW_CONTROLLERS, VIEW_PATHS, VIEWS_DIR, parse_proc_cgroup
 from fakefs.model.tree import parse_hierarchy_spec
+from fakefs.host.facts import fuse_ignores_lseek
 from fakefs.host.mountinfo import read_mounts
 from fakefs.host.sysmount import mount, umount
 from fakefs.manager.profile import Profile
@@ -436,6 +437,19 @@ def plan_procviews(profile: Profile, stage: str, steps: list[Step]) -> list[Step
         detail = " (" + (", ".join(f"{c}:{p}" for c, p in spec["cgroups"].items()) or "none: the machine's figures") + ")"
     else:
         whose, detail = "each reading process's cgroups", ""
+    prelude: list[Step] = []
+    if fuse_ignores_lseek():
+        # gVisor: plain files in a tmpfs, rendered every second for the
+        # cgroups fakefs run puts CMD in (its own paths) or the sandbox's.
+        copies = os.path.join(stage, "procviews-files")
+        spec["copies"] = copies
+        spec.setdefault("cgroups", sandbox_cgroups())
+        if mode == "reader":
+            whose = "the cgroups at fakefs's own paths (where fakefs run puts CMD)"
+        whose += ", as files (gVisor's FUSE client ignores lseek, which free and top need)"
+        prelude = [Step("mkdir", copies, "the /proc views as files"),
+                   Step("mount-tmpfs", copies, "files the views' daemon rewrites every second",
+                        options={"data": "mode=755"})]
     host = None
     if mode == "reader":
         host = next((s for s in steps if s.action == "start-daemon" and s.options.get("tree") == "cgroup"
@@ -443,11 +457,14 @@ def plan_procviews(profile: Profile, stage: str, steps: list[Step]) -> list[Step
     if host is not None:
         host.options["procviews"] = spec
         source = os.path.join(host.target, VIEWS_DIR)
+        steps[steps.index(host):steps.index(host)] = prelude  # the files' tmpfs before its daemon
     else:
         source = os.path.join(stage, "procviews")
+        out += prelude
         out.append(Step("mkdir", source, "mount point of the /proc views"))
         out.append(Step("start-daemon", source, f"serve /proc views rendered from {whose}{detail}",
                         options={"tree": "procviews", "procviews": spec}))
+    source = spec.get("copies", source)
     for name in views:
         out.append(Step("bind", VIEW_PATHS[name], f"view {name} from {whose}: {VIEW_REASONS[name]}",
                         source=os.path.join(source, name)))

@@ -610,9 +610,9 @@ class _Load:
 class LoadHistory:
     """Per-cgroup load averages (lxcfs keeps them with a thread sampling
     every 5 s). Here each read advances the averages by the 5 s steps since
-    the last one, all with the count sampled now, as the kernel catches up
-    after a tickless idle (calc_global_nohz): between reads the count is
-    not seen. A cgroup starts at 0, as in lxcfs."""
+    the last one, all with the count sampled at the read, as the kernel
+    catches up after a tickless idle (calc_global_nohz): between reads the
+    count is not seen. A cgroup's averages start at 0, as in lxcfs."""
 
     MAX_STEPS = 15 * 60 // LOAD_FREQ_S * 4  # beyond an hour the averages are the count anyway
 
@@ -621,22 +621,22 @@ class LoadHistory:
         self._nodes: OrderedDict = OrderedDict()
 
     def render(self, key, now_s: float, sample) -> str:
-        """``sample()`` -> TaskCount of the cgroup now (called at most once
-        per 5 s step)."""
+        """``sample()`` -> TaskCount of the cgroup now: the running/total and
+        last PID fields are the count now, the averages step with it."""
+        count = sample()
         node = self._nodes.get(key)
         if node is None:
-            node = self._nodes[key] = _Load(now_s, [0, 0, 0], sample())
+            node = self._nodes[key] = _Load(now_s, [0, 0, 0], count)
             while len(self._nodes) > self.capacity:
                 self._nodes.popitem(last=False)
         self._nodes.move_to_end(key)
+        node.count = count
         steps = int((now_s - node.at) // LOAD_FREQ_S)
-        if steps > 0:
-            node.count = sample()
-            for _ in range(min(steps, self.MAX_STEPS)):
-                node.avenrun = [calc_load(node.avenrun[0], EXP_1, node.count.active),
-                                calc_load(node.avenrun[1], EXP_5, node.count.active),
-                                calc_load(node.avenrun[2], EXP_15, node.count.active)]
-            node.at += steps * LOAD_FREQ_S
+        for _ in range(min(steps, self.MAX_STEPS)):
+            node.avenrun = [calc_load(node.avenrun[0], EXP_1, count.active),
+                            calc_load(node.avenrun[1], EXP_5, count.active),
+                            calc_load(node.avenrun[2], EXP_15, count.active)]
+        node.at += max(0, steps) * LOAD_FREQ_S
         return format_loadavg(node.avenrun, node.count)
 
 

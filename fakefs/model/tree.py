@@ -69,6 +69,9 @@ class CgroupModel:
         # Called with the tids each attach placed (fakefs/forkwatch.py notes
         # who they are while they surely exist).
         self.on_attach = None
+        # Called after every change (a write, mkdir, rmdir, move): whatever
+        # mirrors the model's values elsewhere (the /proc view copies).
+        self.on_change: list = []
         self.mounts: list[MountedHierarchy] = []
         seen: set[str] = set()
         for spec in hierarchies:
@@ -87,6 +90,8 @@ class CgroupModel:
 
     def changed(self) -> None:
         self.generation += 1
+        for listener in self.on_change:
+            listener()
 
     def forked(self, parent_tid: int, child_tid: int) -> None:
         """Process events (fakefs/forkwatch.py): fork inherits membership."""

@@ -328,6 +328,8 @@ def run_serving(serve, root, stop=None) -> None:
                 from fakefs.runtime.overlaystate import keep_saved as keep_overlay_saved
 
                 nursery.start_soon(keep_overlay_saved, root.sysctl_files, root.state_file)
+            for task in getattr(root, "background_tasks", ()):
+                nursery.start_soon(task)
             await serve()
             nursery.cancel_scope.cancel()
 

@@ -51,35 +51,50 @@ class CgroupRef:
 
 
 class ReaderCgroups:
-    """Where a reader's cgroups are, and their control files' text."""
+    """Where a reader's cgroups are, and their control files' text.
 
-    def __init__(self, real: RealCgroups, model=None, fixed: dict[str, str] | None = None):
+    ``fixed``: every reader is in these cgroups (sandbox mode: the real
+    cgroups fakefs runs in). ``default``: the cgroups of a reader not known
+    by its thread (a rendering for no one in particular, for the file copies
+    gVisor gets): resolved like a reader's real paths."""
+
+    def __init__(self, real: RealCgroups, model=None, fixed: dict[str, str] | None = None,
+                 default: dict[str, str] | None = None):
         self.real = real
         self.model = model
         self.fixed = fixed
+        self.default = default or {}
         self.fake = {c.name for m in model.mounts for c in m.hierarchy.controllers} if model is not None else set()
 
     def locate(self, tid: int, controllers=pv.VIEW_CONTROLLERS) -> dict[str, CgroupRef]:
         if self.fixed is not None:
             return {c: CgroupRef("real", self.fixed[c]) for c in controllers if c in self.fixed}
         if tid <= 0:
-            return {}  # a reader outside our PID namespace: nothing known
+            # no thread named (or one outside our PID namespace)
+            return self._at_paths(self.default, {}, controllers)
         real_paths: dict[str, str] | None = None
-        out = {}
+        placed = {}
         for c in controllers:
             if c in self.fake:
-                h = self.model.hierarchy(c)
-                cg = h.placed.get(tid)
-                if cg is None or cg.removed:
-                    if real_paths is None:
-                        real_paths = self.real.cgroups_of(tid)
-                    cg = self._fake_at(h, real_paths.get(c))
-                out[c] = CgroupRef("fake", cg.path)
-            else:
-                if real_paths is None:
-                    real_paths = self.real.cgroups_of(tid)
-                if c in real_paths:
-                    out[c] = CgroupRef("real", real_paths[c])
+                cg = self.model.hierarchy(c).placed.get(tid)
+                if cg is not None and not cg.removed:
+                    placed[c] = CgroupRef("fake", cg.path)
+                    continue
+            if real_paths is None:
+                real_paths = self.real.cgroups_of(tid)
+        return self._at_paths(real_paths or {}, placed, controllers)
+
+    def _at_paths(self, paths: dict[str, str], placed: dict[str, CgroupRef], controllers) -> dict[str, CgroupRef]:
+        """The cgroups at a reader's real paths: in the fake tree for a
+        controller it serves (its root when it has no such cgroup)."""
+        out = {}
+        for c in controllers:
+            if c in placed:
+                out[c] = placed[c]
+            elif c in self.fake:
+                out[c] = CgroupRef("fake", self._fake_at(self.model.hierarchy(c), paths.get(c)).path)
+            elif c in paths:
+                out[c] = CgroupRef("real", paths[c])
         return out
 
     @staticmethod
@@ -328,6 +343,8 @@ class ViewsDir(StagingRoot):
         super().__init__({name: ViewFile(name, views) for name in names})
         self.key = ("procviews-dir",)
         self.views = views
+        # trio tasks the serving loop runs next to the transport
+        self.background_tasks: list = []
 
 
 class CgroupRootWithViews(Node):
@@ -341,6 +358,10 @@ class CgroupRootWithViews(Node):
 
     def __getattr__(self, name):
         return getattr(self.inner, name)
+
+    @property
+    def background_tasks(self) -> list:
+        return self.views_dir.background_tasks
 
     @property
     def volatile(self) -> bool:  # type: ignore[override]
@@ -365,6 +386,43 @@ class CgroupRootWithViews(Node):
         return self.inner.mkdir(name, ctx)
 
 
+class ViewCopies:
+    """The views as plain files in a tmpfs, rewritten every second for the
+    default reader: for FUSE clients that ignore lseek (gVisor's, 2022),
+    where procps's free and top, which keep /proc files open and re-read
+    them after lseek(0), would read nothing from a FUSE file. Rewritten in
+    place (a bind mount holds the file, not its name), every second and
+    after every change of the fake tree."""
+
+    INTERVAL_S = 1.0
+
+    def __init__(self, views: ProcViews, names, directory: str):
+        self.views = views
+        self.names = list(names)
+        self.dirfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        self.refresh()
+
+    def refresh(self) -> None:
+        for name in self.names:
+            try:
+                data = self.views.render(name, 0).encode("latin-1")
+            except KernelError:
+                continue
+            fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o444, dir_fd=self.dirfd)
+            try:
+                os.pwrite(fd, data, 0)
+                os.ftruncate(fd, len(data))
+            finally:
+                os.close(fd)
+
+    async def keep_fresh(self) -> None:
+        import trio
+
+        while True:
+            await trio.sleep(self.INTERVAL_S)
+            self.refresh()
+
+
 def check_spec(spec: dict) -> tuple[list[str], str, dict[str, str] | None]:
     """(views, mode, fixed cgroups) of a ``procviews`` spec; ValueError."""
     names = list(spec.get("views") or pv.VIEW_PATHS)
@@ -374,19 +432,34 @@ def check_spec(spec: dict) -> tuple[list[str], str, dict[str, str] | None]:
     mode = spec.get("limits", "reader")
     if mode not in pv.VIEW_MODES:
         raise ValueError(f"procviews limits must be one of {', '.join(pv.VIEW_MODES)}, not {mode!r}")
-    fixed = spec.get("cgroups") if mode == "sandbox" else None
-    if mode == "sandbox" and not isinstance(fixed, dict):
+    cgroups = spec.get("cgroups")
+    if cgroups is not None and not isinstance(cgroups, dict):
+        raise ValueError("procviews cgroups must be a table of controller = path")
+    if mode == "sandbox" and cgroups is None:
         raise ValueError("procviews in sandbox mode need the sandbox's cgroups")
-    return names, mode, fixed
+    return names, mode, cgroups
 
 
 def build_views(spec: dict, model=None) -> ViewsDir:
-    """The views a ``procviews`` spec asks for. Raises OSError when the
-    machine's files cannot be reached privately (a daemon that read them
-    through the paths its views cover would wait on itself)."""
-    names, mode, fixed = check_spec(spec)
+    """The views a ``procviews`` spec asks for; with ``copies``, also as
+    files in that (tmpfs) directory, kept fresh by ``background_tasks``.
+    Raises OSError when the machine's files cannot be reached privately (a
+    daemon that read them through the paths its views cover would wait on
+    itself)."""
+    names, mode, cgroups = check_spec(spec)
     proc, cpu_dir = private_proc(), private_cpu_dir()
     if proc is None or cpu_dir is None:
         raise OSError(errno.EPERM, "no private mount of /proc or /sys/devices/system/cpu can be made here")
-    cgroups = ReaderCgroups(RealCgroups(proc), model if mode == "reader" else None, fixed)
-    return ViewsDir(ProcViews(cgroups, proc, cpu_dir), names)
+    if mode == "sandbox":
+        readers = ReaderCgroups(RealCgroups(proc), fixed=cgroups)
+    else:
+        readers = ReaderCgroups(RealCgroups(proc), model, default=cgroups)
+    views = ProcViews(readers, proc, cpu_dir)
+    root = ViewsDir(views, names)
+    if spec.get("copies"):
+        copies = ViewCopies(views, names, spec["copies"])
+        root.background_tasks.append(copies.keep_fresh)
+        if model is not None:
+            # a limit written or a cgroup made shows at once, not a second later
+            model.on_change.append(copies.refresh)
+    return root
