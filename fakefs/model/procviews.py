@@ -138,6 +138,25 @@ def parse_rwstat(text: str) -> dict[tuple[int, int], dict[str, int]]:
     return out
 
 
+def line_value(text: str, label: str) -> int | None:
+    """The number after ``label`` (with its separator: ``MemTotal:``,
+    ``hierarchical_memory_limit ``) at the start of a line, without parsing
+    the rest: what every read of a view needs first."""
+    if text.startswith(label):
+        start = len(label)
+    else:
+        at = text.find("\n" + label)
+        if at < 0:
+            return None
+        start = at + 1 + len(label)
+    end = text.find("\n", start)
+    parts = text[start:end if end >= 0 else len(text)].split()
+    try:
+        return int(parts[0]) if parts else None
+    except ValueError:
+        return None
+
+
 def meminfo_kb(text: str) -> dict[str, int]:
     """/proc/meminfo -> {label: value} (kB lines and plain counts)."""
     out: dict[str, int] = {}
@@ -167,24 +186,22 @@ class MemoryFigures:
     memsw_usage: int | None = None
     swappiness: int = 60
 
-    @classmethod
-    def from_stat(cls, stat_text: str) -> "MemoryFigures":
-        """What memory.stat alone says (enough to tell whether a limit applies)."""
-        stat = parse_keyed(stat_text)
-        return cls(limit=stat.get("hierarchical_memory_limit", 1 << 63), usage=0, stat=stat,
-                   memsw_limit=stat.get("hierarchical_memsw_limit"))
-
     def total(self, key: str) -> int:
         return self.stat.get(f"total_{key}", 0)
 
 
-def memory_is_limited(mem: MemoryFigures | None, host_meminfo: Mapping[str, int]) -> bool:
+def stat_limits(stat_text: str) -> tuple[int, int | None]:
+    """(hierarchical_memory_limit, hierarchical_memsw_limit or None) of a
+    memory.stat text: the smallest limits on the cgroup's path."""
+    limit = line_value(stat_text, "hierarchical_memory_limit ")
+    return (1 << 63) if limit is None else limit, line_value(stat_text, "hierarchical_memsw_limit ")
+
+
+def memory_is_limited(limit: int, memsw_limit: int | None, host_meminfo: str) -> bool:
     """A limit (memory or memory+swap) below what the machine has."""
-    if mem is None:
-        return False
-    total = host_meminfo.get("MemTotal", 0) * KIB
-    swap = host_meminfo.get("SwapTotal", 0) * KIB
-    return mem.limit < total or (mem.memsw_limit is not None and mem.memsw_limit < total + swap)
+    total = (line_value(host_meminfo, "MemTotal:") or 0) * KIB
+    swap = (line_value(host_meminfo, "SwapTotal:") or 0) * KIB
+    return limit < total or (memsw_limit is not None and memsw_limit < total + swap)
 
 
 @dataclass(frozen=True)
@@ -243,10 +260,9 @@ def meminfo_line(label: str, kb: int) -> str:
 def render_meminfo(host: str, mem: MemoryFigures | None) -> str:
     """/proc/meminfo for a reader whose memory cgroup shows ``mem``; the
     machine's file where no limit applies."""
-    host_kb = meminfo_kb(host)
-    if not memory_is_limited(mem, host_kb):
+    if mem is None or not memory_is_limited(mem.limit, mem.memsw_limit, host):
         return host
-    assert mem is not None
+    host_kb = meminfo_kb(host)
     host_total = host_kb.get("MemTotal", 0)
     limit = min(mem.limit // KIB, host_total)
     usage = min(mem.usage // KIB, limit)
@@ -321,10 +337,9 @@ def swaps_line(name: str, kind: str, size_kb: int, used_kb: int, prio: int) -> s
 def render_swaps(host_swaps: str, host_meminfo: str, mem: MemoryFigures | None) -> str:
     """/proc/swaps: the header, and one ``none`` line of what the cgroup may
     swap (lxcfs), when that is more than nothing."""
-    host_kb = meminfo_kb(host_meminfo)
-    if not memory_is_limited(mem, host_kb):
+    if mem is None or not memory_is_limited(mem.limit, mem.memsw_limit, host_meminfo):
         return host_swaps
-    assert mem is not None
+    host_kb = meminfo_kb(host_meminfo)
     header = host_swaps.splitlines(keepends=True)[0] if host_swaps else SWAPS_HEADER
     total, used = _swap(mem, host_kb)
     if total <= 0:

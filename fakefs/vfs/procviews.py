@@ -115,6 +115,11 @@ class ReaderCgroups:
         except KernelError:
             return None
 
+    def is_fake_root(self, ref: CgroupRef, controller: str) -> bool:
+        """The fake tree's root cgroup: cgroup v1 keeps no limit there (and
+        its statistics are the whole machine's, costly to gather)."""
+        return ref.source == "fake" and ref.path == "/" and self.model.hierarchy(controller).top_is_root
+
     def generation(self) -> int:
         """Changes whenever the fake tree may have (a limit written, a move)."""
         return self.model.generation if self.model is not None else 0
@@ -157,17 +162,17 @@ class ProcViews:
     # -- the reader's figures ----------------------------------------------------------
     def memory(self, refs: dict[str, CgroupRef], host_meminfo: str) -> pv.MemoryFigures | None:
         ref = refs.get("memory")
-        if ref is None:
+        if ref is None or self.cgroups.is_fake_root(ref, "memory"):
             return None
         text = self.cgroups.read(ref, "memory", "memory.stat")
         if text is None:
             return None
-        mem = pv.MemoryFigures.from_stat(text)
-        if not pv.memory_is_limited(mem, pv.meminfo_kb(host_meminfo)):
-            return None
+        limit, memsw_limit = pv.stat_limits(text)
+        if not pv.memory_is_limited(limit, memsw_limit, host_meminfo):
+            return None  # the machine's file: no need to read more
         read = lambda name: pv.parse_int(self.cgroups.read(ref, "memory", name))  # noqa: E731
-        return pv.MemoryFigures(limit=mem.limit, usage=read("memory.usage_in_bytes") or 0, stat=mem.stat,
-                                memsw_limit=mem.memsw_limit, memsw_usage=read("memory.memsw.usage_in_bytes"),
+        return pv.MemoryFigures(limit=limit, usage=read("memory.usage_in_bytes") or 0, stat=pv.parse_keyed(text),
+                                memsw_limit=memsw_limit, memsw_usage=read("memory.memsw.usage_in_bytes"),
                                 swappiness=read("memory.swappiness") or 0)
 
     def cpus(self, refs: dict[str, CgroupRef], online: frozenset[int]) -> pv.CpuFigures | None:
