@@ -376,7 +376,7 @@ def make_plan(profile: Profile, stage: str, probe=can_mount_cgroup, backend: str
     steps += plan_cgroup(profile, stage, probe)
     steps += plan_subtree(profile, stage)
     steps += plan_overlays(profile, stage)
-    steps += plan_procviews(profile, stage, steps)
+    steps += plan_procviews(profile, stage, steps, backend)
     for step in steps:
         if step.action == "start-daemon":
             step.options["backend"] = backend
@@ -414,7 +414,7 @@ def sandbox_cgroups(text: str | None = None) -> dict[str, str]:
     return {c: own[c] for c in VIEW_CONTROLLERS if c in own}
 
 
-def plan_procviews(profile: Profile, stage: str, steps: list[Step]) -> list[Step]:
+def plan_procviews(profile: Profile, stage: str, steps: list[Step], backend: str = "auto") -> list[Step]:
     """Steps for ``profile.procviews``; a reader-mode spec may be added to
     the fake cgroup daemon already in ``steps``."""
     if not profile.procviews:
@@ -438,15 +438,18 @@ def plan_procviews(profile: Profile, stage: str, steps: list[Step]) -> list[Step
     else:
         whose, detail = "each reading process's cgroups", ""
     prelude: list[Step] = []
-    if fuse_ignores_lseek():
-        # gVisor: plain files in a tmpfs, rendered every second for the
-        # cgroups fakefs run puts CMD in (its own paths) or the sandbox's.
+    if fuse_ignores_lseek() or backend == "tmpfs":
+        # gVisor (and the tmpfs backend, whose files are replaced by rename:
+        # a bind mount would keep the first): plain files in a tmpfs,
+        # rendered every second for the cgroups fakefs run puts CMD in (its
+        # own paths) or the sandbox's.
         copies = os.path.join(stage, "procviews-files")
         spec["copies"] = copies
         spec.setdefault("cgroups", sandbox_cgroups())
         if mode == "reader":
             whose = "the cgroups at fakefs's own paths (where fakefs run puts CMD)"
-        whose += ", as files (gVisor's FUSE client ignores lseek, which free and top need)"
+        whose += (", as files (the tmpfs backend)" if backend == "tmpfs" else
+                  ", as files (gVisor's FUSE client ignores lseek, which free and top need)")
         prelude = [Step("mkdir", copies, "the /proc views as files"),
                    Step("mount-tmpfs", copies, "files the views' daemon rewrites every second",
                         options={"data": "mode=755"})]

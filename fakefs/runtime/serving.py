@@ -37,11 +37,15 @@ def build_root(request: MountRequest):
     from fakefs.model.tree import DEFAULT_HIERARCHIES, CgroupModel
 
     from fakefs.host.hostfiles import open_private_handles, real_path
+    from fakefs.host.sysmount import in_private_mount_namespace
 
-    # The machine's /proc and cpu/online through private mounts: views of
-    # them may be bound over the real paths in this namespace, and a daemon
-    # reading a view it serves would wait on itself.
-    open_private_handles()
+    # The machine's /proc and cpu/online through private mounts where views
+    # of them may be bound over the real paths (a namespace fakefs made, or
+    # a daemon serving views: one reading a view it serves would wait on
+    # itself). Not in the host's namespace otherwise: the scratch mount
+    # would propagate to its peers, if only for a moment.
+    if in_private_mount_namespace() or request.tree == "procviews" or "procviews" in _spec(request):
+        open_private_handles()
     if request.tree == "overlay":
         import json
 
