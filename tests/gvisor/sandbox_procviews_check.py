@@ -109,7 +109,8 @@ def readers_check() -> dict:
         report["diff"] = {n: {"before": open(p).read(), "view": open(os.path.join(views, n)).read(),
                               "after": open(p).read()}
                           for n, p in (("meminfo", "/proc/meminfo"), ("cpuinfo", "/proc/cpuinfo"),
-                                       ("stat", "/proc/stat"), ("cpu-online", "/sys/devices/system/cpu/online"))}
+                                       ("stat", "/proc/stat"), ("uptime", "/proc/uptime"),
+                                       ("loadavg", "/proc/loadavg"), ("cpu-online", "/sys/devices/system/cpu/online"))}
         for name, limit, quota in (("a", "256M", "100000"), ("b", "512M", "-1")):
             for h, file, value in (("memory", "memory.limit_in_bytes", limit), ("cpu,cpuacct", "cpu.cfs_quota_us", quota)):
                 os.mkdir(os.path.join(target, h, name))
