@@ -60,11 +60,14 @@ def views_daemon(backend: str, spec: dict, tree: str = "procviews", hierarchies=
     spec_path = target + ".spec.json"
     with open(spec_path, "w") as f:
         json.dump({"procviews": spec}, f)
-    start(MountRequest(target=target, tree=tree, backend=backend, hierarchies=hierarchies, extra={"spec": spec_path}))
     try:
-        yield target
+        start(MountRequest(target=target, tree=tree, backend=backend, hierarchies=hierarchies,
+                           extra={"spec": spec_path}))
+        try:
+            yield target
+        finally:
+            stop(target, forget=True)
     finally:
-        stop(target)
         os.rmdir(target)
         os.unlink(spec_path)
 
@@ -296,7 +299,9 @@ def test_views_refuse_writes_as_procfs_and_sysfs_do(backend):
 
 def test_the_views_tree_says_what_is_wrong_with_its_spec():
     require_root_and_fuse()
-    with pytest.raises(Exception) as exc:
+    from fakefs.errors import CliError
+
+    with pytest.raises(CliError) as exc:
         with views_daemon("fuse", {"views": ["meminfo", "vmstat"]}):
             pass
     assert "unknown view 'vmstat'" in str(exc.value)
