@@ -55,7 +55,10 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--verbose", action="store_true")
     r.add_argument("--limit", action="append", dest="limits", metavar="KEY=VALUE", default=[],
                    help="memory=SIZE or cpus=N: set at CMD's own cgroup paths in the fake tree, for programs "
-                        "that read cgroup v1 limits (implies --profile cgroup-v1-fake; repeatable)")
+                        "that read cgroup v1 limits (implies --profile cgroup-v1-fake; repeatable); /proc/meminfo, "
+                        "/proc/cpuinfo, /proc/stat, ... then follow each reader's limits (lxcfs-style views)")
+    r.add_argument("--no-proc-views", action="store_true",
+                   help="bind no /proc views (neither --limit's nor the profile's)")
     r.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD [ARGS...]")
 
     sub.add_parser("profiles", help="list the available profiles")
@@ -191,7 +194,8 @@ def cmd_run(args) -> int:
     if os.geteuid() != 0:
 
         raise CliError("fakefs: must run as root")
-    return run(args.profile, cmd, quiet=not args.verbose, backend=args.backend, limit_specs=args.limits)
+    return run(args.profile, cmd, quiet=not args.verbose, backend=args.backend, limit_specs=args.limits,
+               proc_views=not args.no_proc_views)
 
 
 def cmd_profiles(args) -> int:

@@ -149,12 +149,12 @@ class Pyfuse3Operations(pyfuse3.Operations):
 
     @_errno_wrap
     def lookup(self, parent_inode, name, ctx=None):
-        ino, a = self.ops.lookup(parent_inode, os.fsdecode(name))
+        ino, a = self.ops.lookup(parent_inode, os.fsdecode(name), _ctx(ctx))
         return self._entry(ino, a)
 
     @_errno_wrap
     def getattr(self, inode, ctx=None):
-        return self._entry(inode, self.ops.getattr(inode))
+        return self._entry(inode, self.ops.getattr(inode, _ctx(ctx)))
 
     @_mutating
     def setattr(self, inode, attr, fields, fh, ctx):

@@ -10,6 +10,7 @@ from typing import Iterable
 
 import psutil
 
+from fakefs.host.hostfiles import real_path
 from fakefs.host.sysmount import libc
 from fakefs.model.host import HostFacts
 from fakefs.model.kparse import parse_cpulist
@@ -25,7 +26,7 @@ def cap_last_cap() -> int:
 
 def _read(path: str, default: str = "") -> str:
     try:
-        with open(path) as f:
+        with open(real_path(path)) as f:
             return f.read().strip()
     except OSError:
         return default
@@ -57,11 +58,33 @@ def read_host_facts() -> HostFacts:
         nr_cpu_ids=max(possible) + 1,
         online_mems=mems,
         nr_node_ids=max(mems_possible) + 1,
-        memory_total=psutil.virtual_memory().total,
+        memory_total=_memory_total(),
         page_size=os.sysconf("SC_PAGE_SIZE"),
         hugepage_sizes=tuple(sorted(sizes)),
         user_hz=os.sysconf("SC_CLK_TCK"),
     )
+
+
+# gVisor's fixed /proc/version: Linux 4.4.0, built on this date.
+GVISOR_VERSION = "4.4.0 #1 SMP Sun Jan 10 15:06:54 PST 2016"
+
+
+def fuse_ignores_lseek() -> bool:
+    """Whether this kernel's FUSE client ignores lseek: gVisor's does
+    (release-20221219, measured: after lseek(fd, 0, SEEK_SET) a read goes on
+    where the last one ended; its FUSE file Seek is a stub). Programs that
+    keep a /proc file open and re-read it (procps's free, top) then read
+    nothing from a FUSE file."""
+    return GVISOR_VERSION in _read("/proc/version")
+
+
+def _memory_total() -> int:
+    """MemTotal in bytes, as psutil.virtual_memory().total gives it, from the
+    real /proc/meminfo (a view may be bound over the path)."""
+    for line in _read("/proc/meminfo").splitlines():
+        if line.startswith("MemTotal:"):
+            return int(line.split()[1]) * 1024
+    return psutil.virtual_memory().total
 
 
 def _listdir(path: str) -> list[str]:

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 from fakefs.model.errors import KernelError
 from fakefs.model.kparse import memparse
+from fakefs.model.procviews import parse_proc_cgroup
 from fakefs.host.mountinfo import read_mounts
 from fakefs.errors import CliError
 
@@ -92,14 +93,7 @@ def settings(limits: dict[str, str]) -> list[Setting]:
 
 def own_cgroups(text: str) -> dict[str, str]:
     """/proc/self/cgroup -> {controller or name=X: path} (v1 lines only)."""
-    out: dict[str, str] = {}
-    for line in text.splitlines():
-        parts = line.split(":", 2)
-        if len(parts) != 3 or not parts[1]:
-            continue  # the v2 line "0::/path"
-        for key in parts[1].split(","):
-            out[key] = parts[2]
-    return out
+    return parse_proc_cgroup(text)
 
 
 def _mount_of(path: str):

@@ -14,7 +14,9 @@ import stat
 import tempfile
 from dataclasses import asdict, dataclass, field
 
+from fakefs.host.facts import fuse_ignores_lseek
 from fakefs.host.mountinfo import read_mounts, visible_mounts
+from fakefs.model.procviews import VIEW_CONTROLLERS, VIEW_PATHS, VIEWS_DIR, parse_proc_cgroup
 from fakefs.host.sysmount import mount, umount
 from fakefs.manager.layout import announced_mounts, host_links, layout_reason, systemd_aliases, unannounced
 from fakefs.manager.profile import Profile
@@ -339,7 +341,99 @@ def make_plan(profile: Profile, stage: str, probe=can_mount_cgroup, backend: str
     steps += plan_cgroup(profile, stage, probe)
     steps += plan_subtree(profile, stage)
     steps += plan_overlays(profile, stage)
+    steps += plan_procviews(profile, stage, steps, backend)
     for step in steps:
         if step.action == "start-daemon":
             step.options["backend"] = backend
     return Plan(profile.name, steps, stage)
+
+
+# -- /proc views ------------------------------------------------------------------
+# lxcfs-style views (vfs/procviews.py): one bind mount of a single file over
+# each real file, as lxcfs does (a file can only be bound over an existing
+# one: where procfs lacks it, the view is skipped). In reader mode (``fakefs
+# run --limit``) the daemon of the profile's fake cgroup tree serves them
+# when there is one (its model knows which fake cgroup each process is in);
+# otherwise, and in sandbox mode (profile node-capacity), a daemon of their own.
+
+VIEW_REASONS = {
+    "meminfo": "MemTotal = the smallest memory limit on the cgroup path, usage and memory.stat for the rest",
+    "cpuinfo": "the processors of the cpuset, cut to ceil(quota/period) (lxcfs --enable-cfs)",
+    "stat": "per-CPU lines of the visible CPUs with the cgroup's own CPU time (lxcfs cpuview)",
+    "uptime": "the age of the reader's PID namespace (the machine's uptime for this one)",
+    "loadavg": "the load of the cpu cgroup's tasks where its CPUs are limited",
+    "swaps": "what memsw allows the cgroup to swap",
+    "diskstats": "the blkio counters of the cgroup, per disk",
+    "cpu-online": "0-(N-1) for the N visible CPUs (glibc's sysconf(_SC_NPROCESSORS_ONLN))",
+}
+
+def sandbox_cgroups(text: str | None = None) -> dict[str, str]:
+    """The real cgroups this process (fakefs, in the sandbox) sits in."""
+    if text is None:
+        try:
+            with open("/proc/self/cgroup") as f:
+                text = f.read()
+        except OSError:
+            text = ""
+    own = parse_proc_cgroup(text)
+    return {c: own[c] for c in VIEW_CONTROLLERS if c in own}
+
+
+def plan_procviews(profile: Profile, stage: str, steps: list[Step], backend: str = "auto") -> list[Step]:
+    """Steps for ``profile.procviews``; a reader-mode spec may be added to
+    the fake cgroup daemon already in ``steps``."""
+    if not profile.procviews:
+        return []
+    out: list[Step] = []
+    views = []
+    for name in profile.procviews:
+        path = VIEW_PATHS[name]
+        if os.path.isfile(path):
+            views.append(name)
+        else:
+            out.append(Step("skip", path, f"view {name}: no such file here, and a bind mount needs one"))
+    if not views:
+        return out
+    mode = profile.procviews_limits
+    spec: dict = {"views": views, "limits": mode}
+    if mode == "sandbox":
+        spec["cgroups"] = sandbox_cgroups()
+        whose = "the sandbox's own cgroups"
+        detail = " (" + (", ".join(f"{c}:{p}" for c, p in spec["cgroups"].items()) or "none: the machine's figures") + ")"
+    else:
+        whose, detail = "each reading process's cgroups", ""
+    prelude: list[Step] = []
+    if fuse_ignores_lseek() or backend == "tmpfs":
+        # gVisor (and the tmpfs backend, whose files are replaced by rename:
+        # a bind mount would keep the first): plain files in a tmpfs,
+        # rendered every second for the cgroups fakefs run puts CMD in (its
+        # own paths) or the sandbox's.
+        copies = os.path.join(stage, "procviews-files")
+        spec["copies"] = copies
+        spec.setdefault("cgroups", sandbox_cgroups())
+        if mode == "reader":
+            whose = "the cgroups at fakefs's own paths (where fakefs run puts CMD)"
+        whose += (", as files (the tmpfs backend)" if backend == "tmpfs" else
+                  ", as files (gVisor's FUSE client ignores lseek, which free and top need)")
+        prelude = [Step("mkdir", copies, "the /proc views as files"),
+                   Step("mount-tmpfs", copies, "files the views' daemon rewrites every second",
+                        options={"data": "mode=755"})]
+    host = None
+    if mode == "reader":
+        host = next((s for s in steps if s.action == "start-daemon" and s.options.get("tree") == "cgroup"
+                     and not s.options.get("subtree_of")), None)
+    if host is not None:
+        host.options["procviews"] = spec
+        source = os.path.join(host.target, VIEWS_DIR)
+        steps[steps.index(host):steps.index(host)] = prelude  # the files' tmpfs before its daemon
+    else:
+        source = os.path.join(stage, "procviews")
+        out += prelude
+        out.append(Step("mkdir", source, "mount point of the /proc views"))
+        out.append(Step("start-daemon", source, f"serve /proc views rendered from {whose}{detail}",
+                        options={"tree": "procviews", "procviews": spec}))
+    source = spec.get("copies", source)
+    for name in views:
+        out.append(Step("bind", VIEW_PATHS[name], f"view {name} from {whose}: {VIEW_REASONS[name]}",
+                        source=os.path.join(source, name)))
+    return out

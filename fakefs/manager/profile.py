@@ -19,6 +19,10 @@ Schema (every key optional)::
     [limits]                             # fakefs run: limits at the command's own cgroup paths
     memory = "512M"                      # memory.limit_in_bytes
     cpus = 1.5                           # cpu.cfs_quota_us / cpu.cfs_period_us
+    [procviews]                          # lxcfs-style views bound over /proc files (vfs/procviews.py)
+    views = ["meminfo", "cpuinfo", "stat", "uptime", "loadavg", "swaps", "diskstats", "cpu-online"]
+    limits = "reader"                    # reader: the reading process's cgroups; sandbox: the cgroups
+                                         # fakefs itself runs in (a node advertising its own limits)
     [files."/dev/kmsg"]
     kind = "devnull"                     # devnull: bind /dev/null; text: synthetic file
     content = "65536\\n"                 # for kind = "text"
@@ -70,9 +74,11 @@ class Profile:
     procsys_writable: list[str] = field(default_factory=list)
     files: dict[str, FileSpec] = field(default_factory=dict)
     limits: dict[str, str] = field(default_factory=dict)  # KEY -> value as written (manager/limits.py)
+    procviews: list[str] = field(default_factory=list)  # view names (model/procviews.py VIEW_PATHS)
+    procviews_limits: str = "reader"
 
 
-_TOP_KEYS = {"description", "include", "cgroup", "procsys", "files", "limits"}
+_TOP_KEYS = {"description", "include", "cgroup", "procsys", "files", "limits", "procviews"}
 
 
 def available() -> list[str]:
@@ -105,6 +111,7 @@ def load(name: str, _seen: tuple[str, ...] = ()) -> Profile:
     _read_procsys(prof, data.get("procsys", {}), name)
     _read_files(prof, data.get("files", {}), name)
     _read_limits(prof, data.get("limits", {}), name)
+    _read_procviews(prof, data.get("procviews", {}), name)
     if prof.subtree and prof.hierarchies:
         # A subtree goes below hierarchies found mounted at planning time;
         # hierarchies this profile would mount itself are not there yet.
@@ -130,6 +137,9 @@ def _merge(into: Profile, other: Profile) -> None:
             into.procsys_writable.append(e)
     into.files.update(other.files)
     into.limits.update(other.limits)
+    if other.procviews:
+        into.procviews += [v for v in other.procviews if v not in into.procviews]
+        into.procviews_limits = other.procviews_limits
 
 
 def _str(value, key: str, name: str) -> str:
@@ -230,3 +240,21 @@ def _read_limits(prof: Profile, table, name: str) -> None:
         if isinstance(value, bool) or not isinstance(value, (str, int, float)):
             raise ProfileError(f"profile {name}: limits.{key} must be a string or a number")
         prof.limits[key] = str(value)
+
+
+def _read_procviews(prof: Profile, table, name: str) -> None:
+    from fakefs.model.procviews import VIEW_PATHS, VIEW_MODES
+
+    _check_keys(table, {"views", "limits"}, "procviews", name)
+    if not table:
+        return
+    views = _list(table, "views", name) if "views" in table else list(VIEW_PATHS)
+    unknown = [v for v in views if v not in VIEW_PATHS]
+    if unknown:
+        raise ProfileError(f"profile {name}: unknown view {unknown[0]!r} in procviews.views "
+                           f"(known: {', '.join(VIEW_PATHS)})")
+    limits = _str(table.get("limits", "reader"), "procviews.limits", name)
+    if limits not in VIEW_MODES:
+        raise ProfileError(f"profile {name}: procviews.limits must be {' or '.join(repr(m) for m in VIEW_MODES)}")
+    prof.procviews = [v for v in dict.fromkeys(prof.procviews + views)]
+    prof.procviews_limits = limits

@@ -14,6 +14,7 @@ from fakefs.manager.apply import apply, undo_all
 from fakefs.manager.limits import join, parse_limits, prepare
 from fakefs.manager.plan import make_plan
 from fakefs.manager.profile import load
+from fakefs.model.procviews import VIEW_PATHS
 
 
 def stage_dir(profile: str) -> str:
@@ -24,8 +25,19 @@ def stage_dir(profile: str) -> str:
 LIMITS_PROFILE = "cgroup-v1-fake"
 
 
+def choose_views(profile, limited: bool, wanted: bool) -> None:
+    """``--limit``: CMD and its children see their limits in /proc too (the
+    lxcfs-style views of every file, each following its reader's cgroups);
+    ``--no-proc-views`` drops every view, the profile's own included."""
+    if not wanted:
+        profile.procviews = []
+    elif limited:
+        profile.procviews = list(VIEW_PATHS)
+        profile.procviews_limits = "reader"
+
+
 def run(profile_name: str | None, command: list[str], quiet: bool = True, backend: str = "auto",
-        limit_specs: list[str] | None = None) -> int:
+        limit_specs: list[str] | None = None, proc_views: bool = True) -> int:
     if not command:
         raise CliError("fakefs: run needs a command after --")
     limits = parse_limits(limit_specs or [])  # one-line errors before anything is mounted
@@ -34,6 +46,7 @@ def run(profile_name: str | None, command: list[str], quiet: bool = True, backen
     profile = load(profile_name) if profile_name else None
     if profile is not None:
         limits = {**parse_limits(profile.limits), **limits}
+        choose_views(profile, bool(limits), proc_views)
     try:
         # No propagation change is needed for privacy of new mounts in
         # gVisor; unshare_mount_namespace tolerates its refusal.

@@ -127,6 +127,9 @@ class CgroupModel:
         # Called with the tids each attach placed (fakefs/forkwatch.py notes
         # who they are while they surely exist).
         self.on_attach = None
+        # Called after every change (a write, mkdir, rmdir, move): whatever
+        # mirrors the model's values elsewhere (the /proc view copies).
+        self.on_change: list = []
         self.mounts: list[MountedHierarchy] = []
         seen: set[str] = set()
         for spec in hierarchies:
@@ -159,6 +162,8 @@ class CgroupModel:
         self.generation += 1
         if record is not None and self.journal is not None:
             self.journal(record)
+        for listener in self.on_change:
+            listener()
 
     def forked(self, parent_tid: int, child_tid: int) -> None:
         """Process events (fakefs/forkwatch.py): fork inherits membership."""

@@ -19,7 +19,9 @@ from fakefs.backends import AUTO_ORDER, STOP_SIGNALS, Session
 from fakefs.errors import MountError
 from fakefs.host.facts import LiveProcessTable, read_host_facts
 from fakefs.host.forkwatch import open_watcher, watch
+from fakefs.host.hostfiles import open_private_handles, real_path
 from fakefs.host.mountinfo import mount_namespace_id
+from fakefs.host.sysmount import in_private_mount_namespace
 from fakefs.host.stats import LiveStats
 from fakefs.model.errors import KernelError
 from fakefs.model.subtree import seed_names, seed_top
@@ -28,6 +30,7 @@ from fakefs.runtime import overlaystate, registry, rundir, statefile
 from fakefs.vfs.cgroupfs import CgroupFsRoot
 from fakefs.vfs.nodes import Node
 from fakefs.vfs.overlayfs import build_overlay_root
+from fakefs.vfs.procviews import CgroupRootWithViews, build_views
 
 
 @dataclass
@@ -73,6 +76,13 @@ class Tree:
 def build_tree(request: MountRequest) -> Tree:
     """The node tree for ``request.tree``, over a model of this machine."""
     state_path = statefile.path_for(request.target)
+    # The machine's /proc and cpu/online through private mounts where views
+    # of them may be bound over the real paths (a namespace fakefs made, or
+    # a daemon serving views: one reading a view it serves would wait on
+    # itself). Not in the host's namespace otherwise: the scratch mount
+    # would propagate to its peers, if only for a moment.
+    if in_private_mount_namespace() or request.tree == "procviews" or "procviews" in _spec(request):
+        open_private_handles()
     if request.tree == "overlay":
         try:
             with open(request.extra["spec"]) as f:
@@ -85,13 +95,16 @@ def build_tree(request: MountRequest) -> Tree:
             _note(overlaystate.load_into(files, state_path))
         overlaystate.keep_saved(files, state_path)
         return Tree(root, [])
+    if request.tree == "procviews":
+        views = _views(request)
+        return Tree(views, list(views.background_tasks))
     if request.tree != "cgroup":
-        raise MountError(f"unknown tree {request.tree!r} (known: cgroup, overlay)")
+        raise MountError(f"unknown tree {request.tree!r} (known: cgroup, overlay, procviews)")
     try:
         # Live statistics: the real processes' figures, sampled through a short cache.
         model = CgroupModel(host_facts(request.extra.get("host")), LiveProcessTable(),
                             request.hierarchies or list(DEFAULT_HIERARCHIES),
-                            top_is_root=not request.subtree_of, stats=LiveStats(),
+                            top_is_root=not request.subtree_of, stats=LiveStats(proc=real_path("/proc")),
                             **request.extra.get("layout", {}))
     except KernelError as exc:
         raise MountError(exc.detail) from None
@@ -108,7 +121,34 @@ def build_tree(request: MountRequest) -> Tree:
         store.start()
     except OSError as exc:
         raise MountError(f"cannot keep the state in {state_path}: {exc.strerror}") from None
-    return Tree(CgroupFsRoot(model), [lambda: watch_forks(model, runtimes), store.keep_saved])
+    root = CgroupFsRoot(model)
+    tasks = [lambda: watch_forks(model, runtimes), store.keep_saved]
+    if "procviews" in _spec(request):
+        views = _views(request, model)
+        return Tree(CgroupRootWithViews(root, views), [*tasks, *views.background_tasks])
+    return Tree(root, tasks)
+
+
+def _spec(request: MountRequest) -> dict:
+    """The options the mount manager started this daemon with (none for
+    ``fakefs mount``)."""
+    path = request.extra.get("spec")
+    if not path:
+        return {}
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError) as exc:
+        raise MountError(f"spec {path}: {exc}") from None
+
+
+def _views(request: MountRequest, model=None):
+    """The /proc views a spec asks for (vfs/procviews.py), reading the
+    limits of ``model``'s fake cgroups where it has the controller."""
+    try:
+        return build_views(_spec(request).get("procviews") or {}, model)
+    except (OSError, ValueError) as exc:
+        raise MountError(f"procviews: {exc.strerror if isinstance(exc, OSError) else exc}") from None
 
 
 def _note(note: str | None) -> None:

@@ -33,6 +33,10 @@ class Node:
     def attr(self) -> Attr:
         raise NotImplementedError
 
+    def attr_for(self, ctx: WriteContext) -> Attr:
+        """The attributes as the caller ``ctx`` sees them (see render_for)."""
+        return self.attr()
+
     # Directories -------------------------------------------------------
     def lookup(self, name: str) -> "Node":
         raise KernelError(errno.ENOTDIR)
@@ -63,6 +67,11 @@ class Node:
 
     def render(self) -> bytes:
         raise KernelError(errno.EISDIR)
+
+    def render_for(self, ctx: WriteContext) -> bytes:
+        """The content as the caller ``ctx`` sees it (the same for everyone
+        but a file rendered per reader, such as the /proc views)."""
+        return self.render()
 
     def write(self, data: bytes, ctx: WriteContext) -> int:
         raise KernelError(errno.EISDIR)

@@ -37,6 +37,8 @@ class Handle:
     inode: int = 0
     # Where the last read ended (seq_file's read_pos).
     pos: int = 0
+    # Who opened it: content rendered per reader is rendered for the opener.
+    ctx: WriteContext | None = None
 
 
 class FsOps:
@@ -142,14 +144,16 @@ class FsOps:
             self._by_key.pop(node.key, None)
 
     # -- metadata -------------------------------------------------------------
-    def getattr(self, inode: int) -> Attr:
-        return self.node(inode).attr()
+    def getattr(self, inode: int, ctx: WriteContext | None = None) -> Attr:
+        """``ctx``: who asks (a file rendered per reader reports the size of
+        what that reader reads)."""
+        return self.node(inode).attr_for(ctx or WriteContext())
 
-    def lookup(self, parent: int, name: str) -> tuple[int, Attr]:
+    def lookup(self, parent: int, name: str, ctx: WriteContext | None = None) -> tuple[int, Attr]:
         if name == ".":
-            return parent, self.getattr(parent)
+            return parent, self.getattr(parent, ctx)
         child = self.node(parent).lookup(name)
-        return self.inode_of(child, parent, name), child.attr()
+        return self.inode_of(child, parent, name), child.attr_for(ctx or WriteContext())
 
     def readdir(self, inode: int) -> list[tuple[str, int, Attr]]:
         out = []
@@ -225,7 +229,7 @@ class FsOps:
         writing = accmode in (os.O_WRONLY, os.O_RDWR)
         # O_TRUNC asks for MAY_WRITE whatever the access mode (build_open_flags).
         node.check_open(writing or bool(flags & os.O_TRUNC), ctx)
-        handle = Handle(node, writable=writing, inode=inode)
+        handle = Handle(node, writable=writing, inode=inode, ctx=ctx)
         if accmode in (os.O_RDONLY, os.O_RDWR):
             self._take_snapshot(handle)
         fh = next(self._next_fh)
@@ -242,7 +246,7 @@ class FsOps:
     def _render(self, handle: Handle) -> bytes:
         node = handle.node
         if node.volatile or not handle.inode:
-            return node.render()
+            return node.render_for(handle.ctx or WriteContext())
         if self._renders_at != self.changes:
             self._renders.clear()
             self._renders_at = self.changes

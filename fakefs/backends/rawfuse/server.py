@@ -308,7 +308,7 @@ class FuseSession:
     # -- metadata -----------------------------------------------------------------------
     def _lookup(self, hdr, body):
         name, _ = _name(body)
-        inode, a = self.ops.lookup(hdr.nodeid, name)
+        inode, a = self.ops.lookup(hdr.nodeid, name, _ctx(hdr))
         return self._entry(inode, a)
 
     def _getattr(self, hdr, body):
@@ -317,7 +317,7 @@ class FuseSession:
         if len(body) >= P.GETATTR_IN.size:
             gin = P.GETATTR_IN.unpack(body)
             flags, fh = gin.getattr_flags, gin.fh
-        a = self.ops.getattr(hdr.nodeid)
+        a = self.ops.getattr(hdr.nodeid, _ctx(hdr))
         size = self._snapshot_size(hdr.nodeid, fh if flags & P.FUSE_GETATTR_FH else None)
         if size is not None:
             a = Attr(a.mode, a.uid, a.gid, size, a.nlink, a.mtime_ns)
