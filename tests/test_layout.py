@@ -21,7 +21,7 @@ import pytest
 from fakefs.host.mountinfo import Mount
 from fakefs.manager import layout
 from fakefs.manager.layout import announced_mounts, mount_layout
-from fakefs.manager.plan import make_plan, plan_cgroup
+from fakefs.manager.plan import plan_cgroup
 from fakefs.manager.profile import load
 from fakefs.model.errors import KernelError
 from fakefs.model.tree import CgroupModel, spec_of_super_options

@@ -15,7 +15,6 @@ value]} (cgroup v1 only), "rmdir"}; outcomes are ["ok", ...] or ["err",
 import errno
 import json
 import os
-import stat
 import sys
 
 CG = "/sys/fs/cgroup"
