@@ -95,6 +95,8 @@ def cmd_mount(args) -> int:
     extra = {"host": host} if host else {}
     if layout.model_layout():
         extra["layout"] = layout.model_layout()
+    if layout.authentic:
+        extra["authentic"] = layout.authentic
     return start(MountRequest(target=target, tree=args.tree, backend=args.backend,
                               hierarchies=layout.hierarchies, extra=extra),
                  foreground=args.foreground)

@@ -26,6 +26,7 @@ from fakefs.manager.profile import load
 from fakefs.model.errors import KernelError
 from fakefs.model.tree import CgroupModel, spec_of_super_options
 from tests.support import REPO, fakefs, require, require_root_and_fuse
+from tests.test_manager import run_in_new_ns
 
 CG = "/sys/fs/cgroup"
 CHECK = os.path.join(REPO, "tests", "scripts", "cgroup_layout_check.py")
@@ -137,7 +138,8 @@ def test_mount_layout_on_a_systemd_host(tmp_path, monkeypatch):
     entries = model.entries()
     assert entries["cpu"] == entries["cpuacct"] == "cpu,cpuacct"  # the host's symlinks
     assert not isinstance(entries["memory"], str) and not isinstance(entries["systemd"], str)
-    assert "unified" not in entries and lay.hidden[0].startswith(f"{t}/unified (cgroup2 hierarchy)")
+    # cgroup2 stays authentic: an empty directory the daemon binds it back on
+    assert "unified" not in entries and lay.authentic == {"unified": f"{t}/unified"} and not lay.hidden
     assert entries["net_cls"] == "net_cls,net_prio"  # systemd's, for what nothing announces
     assert "follows mountinfo" in lay.describe(t).splitlines()[0]
     assert mount_layout(t, ["memory"]).hierarchies == ["memory"]
@@ -170,8 +172,8 @@ def test_dry_runs_say_which_layout_and_why(tmp_path):
     for a in announced:
         if a.spec is not None:
             assert f"  {a.dirname}/  [{a.spec}]" in listed
-        else:  # one FUSE mount cannot hold an authentic mount: said so
-            assert any(line.startswith(f"  hides {a.mountpoint} ") for line in listed), res.stdout
+        else:  # kept authentic: bound back into the fake tree
+            assert f"  {a.dirname}/  [authentic: {a.mountpoint}, bound back in]" in listed, res.stdout
     res = fakefs("mount", str(tmp_path), "--dry-run")
     assert "systemd layout" in res.stdout.splitlines()[0] and "  cpu -> cpu,cpuacct" in res.stdout
     plan = json.loads(fakefs("apply", "cgroup-v1-fake", "--dry-run", "--json").stdout)
@@ -248,3 +250,48 @@ finally:
         # exactly its controllers: none of another announced hierarchy's files
         others = {c for b in announced if b is not a for c in b.spec.split(",") if not c.startswith("name=")}
         assert not [f for f in files if f.split(".")[0] in others], (a.mountpoint, files)
+
+
+def test_fakefs_mount_binds_the_authentic_cgroup2_back_in_and_again_after_a_crash():
+    """`fakefs mount /sys/fs/cgroup` on a hybrid host: the unified (cgroup2)
+    mount mountinfo announces stays authentic inside the fake tree, also
+    after the server was killed and replaced."""
+    require_root_and_fuse()
+    unified = [a for a in announced_mounts("/sys/fs/cgroup") if a.fstype == "cgroup2" and a.visible]
+    require(bool(unified), "needs a hybrid host (cgroup2 announced under /sys/fs/cgroup)")
+    name = unified[0].dirname
+    script = f"""
+set -e
+{sys.executable} -m fakefs mount /sys/fs/cgroup
+{sys.executable} - <<'PY'
+import os, signal, time
+from fakefs.host.mountinfo import read_mounts
+from fakefs.runtime import registry
+
+def fstype():
+    found = [m.fstype for m in read_mounts() if m.mountpoint == "/sys/fs/cgroup/{name}"]
+    return found[-1] if found else None
+
+def entries():
+    try:
+        return "cgroup.controllers" in os.listdir("/sys/fs/cgroup/{name}")
+    except OSError:
+        return False
+
+print("FIRST", fstype(), entries(), os.path.isdir("/sys/fs/cgroup/cpu") or os.path.islink("/sys/fs/cgroup/cpu"))
+rec = registry.load("/sys/fs/cgroup")
+os.kill(rec.server_pid, signal.SIGKILL)
+deadline = time.monotonic() + 10
+while time.monotonic() < deadline:
+    new = registry.load("/sys/fs/cgroup")
+    if new and new.server_pid != rec.server_pid and entries():
+        break
+    time.sleep(0.05)
+print("AFTER", fstype(), entries())
+PY
+{sys.executable} -m fakefs umount /sys/fs/cgroup
+"""
+    res = run_in_new_ns(script)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "FIRST cgroup2 True True" in res.stdout, res.stdout + res.stderr
+    assert "AFTER cgroup2 True" in res.stdout, res.stdout + res.stderr

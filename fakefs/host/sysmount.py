@@ -68,6 +68,7 @@ MOVE_MOUNT_F_EMPTY_PATH = 0x04
 MOVE_MOUNT_BENEATH = 0x200
 MOUNT_ATTR_NOSUID, MOUNT_ATTR_NODEV = 0x02, 0x04
 AT_FDCWD = -100
+AT_EMPTY_PATH = 0x1000
 
 
 def _syscall(number: int, *args) -> int:
@@ -96,10 +97,18 @@ def new_mount(fstype: str, source: str, options: dict[str, str | None]) -> int:
         os.close(fs)
 
 
-def clone_mount(path: str) -> int:
-    """A detached copy of the mount at ``path`` (open_tree OPEN_TREE_CLONE),
-    like the source of a bind mount. Returns its fd."""
+def clone_mount(path: str | int) -> int:
+    """A detached copy of the mount at ``path``, or of the detached mount
+    whose fd is ``path`` (open_tree OPEN_TREE_CLONE), like the source of a
+    bind mount. Returns its fd."""
+    if isinstance(path, int):
+        return _syscall(SYS_OPEN_TREE, path, b"", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH)
     return _syscall(SYS_OPEN_TREE, AT_FDCWD, path.encode(), OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC)
+
+
+def attach_mount(mount_fd: int, target: str) -> None:
+    """Mount the detached mount ``mount_fd`` at ``target`` (move_mount)."""
+    _syscall(SYS_MOVE_MOUNT, mount_fd, b"", AT_FDCWD, target.encode(), MOVE_MOUNT_F_EMPTY_PATH)
 
 
 def replace_mount(mount_fd: int, target: str) -> None:

@@ -144,6 +144,10 @@ class TreeLayout:
     dirnames: dict[str, str] | None = None  # spec -> directory, when not systemd's
     links: dict[str, str] | None = None  # symlink -> directory, when not systemd's
     hidden: list[str] = field(default_factory=list)  # announced mounts the tree hides, each with why
+    # Announced mounts fakefs cannot serve (cgroup2, v1 hierarchies it does
+    # not model): directory -> mount point. The tree has an empty directory
+    # for each, and the daemon binds the authentic mount there.
+    authentic: dict[str, str] = field(default_factory=dict)
 
     def model_layout(self) -> dict:
         """Keyword arguments of CgroupModel beyond the hierarchies."""
@@ -156,6 +160,7 @@ class TreeLayout:
         lines = [f"layout of the cgroup tree at {target}: {self.why}"]
         for name, what in entries.items():
             lines.append(f"  {name} -> {what}" if isinstance(what, str) else f"  {name}/  [{what.label}]")
+        lines += [f"  {name}/  [authentic: {path}, bound back in]" for name, path in self.authentic.items()]
         lines += [f"  hides {h}" for h in self.hidden]
         return "\n".join(lines)
 
@@ -164,9 +169,9 @@ def mount_layout(target: str, asked: list[str] | None) -> TreeLayout:
     """The layout ``fakefs mount`` serves at ``target``: the hierarchies
     asked for with --hierarchy; else the v1 layout mountinfo announces under
     ``target`` (the mount covers those mounts), completed with the rest of
-    systemd's; else systemd's. One FUSE mount cannot keep an authentic mount
-    inside it: announced cgroup2 mounts and v1 mounts fakefs does not model
-    are hidden, and said so (a profile keeps them authentic)."""
+    systemd's; else systemd's. Announced cgroup2 mounts and v1 mounts fakefs
+    does not model stay authentic: the daemon binds them back into the tree
+    (runtime/serving.py)."""
     if asked:
         return TreeLayout(list(asked), "the hierarchies given with --hierarchy")
     announced = announced_mounts(target)
@@ -174,10 +179,13 @@ def mount_layout(target: str, asked: list[str] | None) -> TreeLayout:
         return TreeLayout(list(DEFAULT_HIERARCHIES), layout_reason(target, [], []))
     served: dict[str, str] = {}  # spec -> directory
     hidden = []
+    authentic: dict[str, str] = {}
     for a in announced:
         if a.spec is None:
-            hidden.append(f"{a.mountpoint} ({a.why}): one FUSE mount cannot hold it; a profile keeps it "
-                          f"authentic (fakefs run --profile cgroup-v1-fake)")
+            if a.visible:
+                authentic[a.dirname] = a.mountpoint
+            else:
+                hidden.append(f"{a.mountpoint} ({a.why}): covered already, not reachable to bind back")
         elif a.spec in served:
             hidden.append(f"{a.mountpoint} (the same hierarchy as {target}/{served[a.spec]}, served there)")
         else:
@@ -186,5 +194,7 @@ def mount_layout(target: str, asked: list[str] | None) -> TreeLayout:
     dirnames = {**served, **{spec: default_dirname(spec) for spec in rest}}
     links = host_links(target, set(dirnames.values()))
     links.update(systemd_aliases(rest, set(dirnames.values()) | set(links)))
+    for name in authentic:
+        links.pop(name, None)
     return TreeLayout(list(dirnames), layout_reason(target, announced, rest), dirnames=dirnames, links=links,
-                      hidden=hidden)
+                      hidden=hidden, authentic=authentic)

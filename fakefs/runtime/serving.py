@@ -8,6 +8,7 @@ import dataclasses
 import json
 import os
 import signal
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ from fakefs.host.facts import LiveProcessTable, read_host_facts
 from fakefs.host.forkwatch import open_watcher, watch
 from fakefs.host.hostfiles import open_private_handles, real_path
 from fakefs.host.mountinfo import mount_namespace_id
-from fakefs.host.sysmount import in_private_mount_namespace
+from fakefs.host.sysmount import attach_mount, clone_mount, in_private_mount_namespace
 from fakefs.host.stats import LiveStats
 from fakefs.model.errors import KernelError
 from fakefs.model.subtree import seed_names, seed_top
@@ -47,6 +48,10 @@ class MountRequest:
     # fake's top stands for (it will be mounted over it). The tops then follow
     # non-root rules and start with that cgroup's settings.
     subtree_of: dict[str, str] | None = None
+    # Authentic mounts bound back into the tree (extra["authentic"]:
+    # directory -> mount point), held as detached copies made before the
+    # tree covered them (hold_authentic), directory -> fd.
+    authentic_fds: dict[str, int] = field(default_factory=dict)
     # A server restarted by the supervisor after a crash: overlays take up
     # their saved values (a profile applied afresh seeds them anew).
     recovering: bool = False
@@ -121,7 +126,7 @@ def build_tree(request: MountRequest) -> Tree:
         store.start()
     except OSError as exc:
         raise MountError(f"cannot keep the state in {state_path}: {exc.strerror}") from None
-    root = CgroupFsRoot(model)
+    root = CgroupFsRoot(model, tuple(request.extra.get("authentic", {})))
     tasks = [lambda: watch_forks(model, runtimes), store.keep_saved]
     if "procviews" in _spec(request):
         views = _views(request, model)
@@ -191,10 +196,55 @@ def _seed_subtrees(model, subtree_of: dict[str, str]) -> None:
             raise MountError(f"subtree: seeding {mounted.dirname} from {real}: {exc.detail}") from None
 
 
+def hold_authentic(request: MountRequest) -> None:
+    """Keep a detached copy of each authentic mount the tree will cover
+    (open_tree), to bind back into every server's tree (a restarted server's
+    too: the one bound into a dead mount goes with it). Where the kernel
+    cannot (gVisor), the mount stays hidden and the log says so."""
+    for name, path in request.extra.get("authentic", {}).items():
+        if name in request.authentic_fds:
+            continue
+        try:
+            request.authentic_fds[name] = clone_mount(path)
+        except OSError as exc:
+            print(f"fakefs: {path} stays hidden under the tree: cannot hold it ({exc.strerror})", flush=True)
+
+
+def _bind_authentic_then(request: MountRequest, report):
+    """The readiness report, once the authentic mounts are bound back in. A
+    thread does it: the lookups under the new mount are answered by this
+    server, which may be inside a request's handler when it reports (pyfuse3
+    reports from INIT)."""
+    if not request.authentic_fds:
+        return report
+
+    def bind_all() -> None:
+        for name, held in request.authentic_fds.items():
+            where = os.path.join(request.target, name)
+            try:
+                copy = clone_mount(held)
+                try:
+                    attach_mount(copy, where)
+                finally:
+                    os.close(copy)
+            except OSError as exc:
+                print(f"fakefs: cannot bind the authentic mount back at {where}: {exc.strerror}", flush=True)
+        report(None)
+
+    def ready(error: str | None) -> None:
+        if error is not None:
+            report(error)
+        else:
+            threading.Thread(target=bind_all, name="authentic-binds", daemon=True).start()
+
+    return ready
+
+
 def serve(request: MountRequest, on_ready=None, supervisor: SupervisorLink | None = None) -> None:
     """Mount and serve until unmounted. ``on_ready(error_or_None)`` is called
     once: with None when the mount is live, or with a MountError's text."""
-    report = on_ready or (lambda _error: None)
+    hold_authentic(request)
+    report = _bind_authentic_then(request, on_ready or (lambda _error: None))
     try:
         tree = build_tree(request)
     except MountError as exc:

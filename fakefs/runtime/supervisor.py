@@ -51,7 +51,7 @@ from fakefs.host.sysmount import libc
 from fakefs.runtime import registry
 from fakefs.runtime.journal import bind_from, unbind_from
 from fakefs.runtime.readiness import await_report, reporter
-from fakefs.runtime.serving import SupervisorLink, serve
+from fakefs.runtime.serving import SupervisorLink, hold_authentic, serve
 
 # FAKEFS_RESTART_LIMIT: how many crashes within the window a supervisor
 # restarts from (a crash test kills its server more often than that).
@@ -215,6 +215,9 @@ class Supervisor:
         readiness (None or a reason). Returns the exit code."""
         self._install_signals()
         request = self.request
+        # Held here, before the first server covers them: every server
+        # (forked from here) binds its own copy back in.
+        hold_authentic(request)
         server = self._spawn(request)
         error = self._await_ready(server, READY_TIMEOUT * 3)
         on_ready(error)

@@ -28,15 +28,21 @@ class CgroupFsRoot(Node):
     entry_stable = True
     is_dir = True
 
-    def __init__(self, model: CgroupModel):
+    def __init__(self, model: CgroupModel, mount_points: tuple[str, ...] = ()):
         self.model = model
+        # Empty directories on which the daemon binds authentic mounts back
+        # (cgroup2, v1 hierarchies the model does not serve).
+        self.mount_points = tuple(mount_points)
         self.key = ("cgroupfs-root",)
         self.mtime_ns = time.time_ns()
 
     def attr(self) -> Attr:
-        return Attr(stat.S_IFDIR | 0o755, nlink=2 + len(self.model.mounts), mtime_ns=self.mtime_ns)
+        return Attr(stat.S_IFDIR | 0o755, nlink=2 + len(self.model.mounts) + len(self.mount_points),
+                    mtime_ns=self.mtime_ns)
 
     def lookup(self, name: str) -> Node:
+        if name in self.mount_points:
+            return MountPointDir(name, self.mtime_ns)
         target = self.model.entries().get(name)
         if target is None:
             raise KernelError(errno.ENOENT, name)
@@ -45,11 +51,32 @@ class CgroupFsRoot(Node):
         return CgroupDir(target.root, self.mtime_ns)
 
     def entries(self) -> list[tuple[str, Node]]:
-        return [(name, self.lookup(name)) for name in self.model.entries()]
+        return [(name, self.lookup(name)) for name in [*self.model.entries(), *self.mount_points]]
 
     def mkdir(self, name: str, ctx: WriteContext) -> Node:
         # The layout is fixed by the model's hierarchies.
         raise KernelError(errno.EPERM, "hierarchies are configured at mount time")
+
+
+class MountPointDir(Node):
+    """An empty directory, as systemd makes on its tmpfs for a mount."""
+
+    volatile = False
+    entry_stable = True
+    is_dir = True
+
+    def __init__(self, name: str, mtime_ns: int):
+        self.key = ("mount-point", name)
+        self.mtime_ns = mtime_ns
+
+    def attr(self) -> Attr:
+        return Attr(stat.S_IFDIR | 0o755, nlink=2, mtime_ns=self.mtime_ns)
+
+    def lookup(self, name: str) -> Node:
+        raise KernelError(errno.ENOENT, name)
+
+    def entries(self) -> list[tuple[str, Node]]:
+        return []
 
 
 class AliasLink(Node):
