@@ -14,6 +14,16 @@ from fakefs.errors import CliError
 DEFAULT_TARGET = "/sys/fs/cgroup"
 
 
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0 < value < 3600:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds between 0 and 3600")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="fakefs", description="A kernel-exact fake cgroup v1 and /proc/sys filesystem.")
     p.add_argument("--version", action="version", version=f"fakefs {__version__}")
@@ -66,6 +76,8 @@ def _parser() -> argparse.ArgumentParser:
     pr = sub.add_parser("probe", help="what this sandbox allows: each check, the backend auto picks, "
                                       "what still stops kubelet and runc (exit 1: no backend works)")
     pr.add_argument("--json", action="store_true", help="one JSON object (keys documented in README)")
+    pr.add_argument("--budget", type=_positive_seconds, metavar="SECONDS",
+                    help="end within SECONDS (default 4.5); every check's deadline scales with it")
 
     s = sub.add_parser("status", help="what fakefs has mounted in this mount namespace")
     s.add_argument("--json", action="store_true")
@@ -230,7 +242,7 @@ def cmd_status(args) -> int:
 def cmd_probe(args) -> int:
     from fakefs.probe import main as probe_main
 
-    return probe_main(as_json=args.json)
+    return probe_main(as_json=args.json, budget=args.budget)
 
 
 def _check_backend(name: str) -> None:
