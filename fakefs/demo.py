@@ -44,7 +44,9 @@ def main() -> int:
         report = json.loads(probe.stdout)
         print(f"  gVisor: {report['gvisor']}; --backend auto uses: {report['auto_backend']}")
         for name, verdict in report["consumers"].items():
-            print(f"  {name}: {'runs' if verdict['runs'] else 'stops at: ' + str(verdict['first_blocker'])}")
+            blocker = verdict["first_blocker"]
+            print(f"  {name}: " + (f"stops at: {blocker['error']}" if blocker else
+                                   "runs" if verdict["runs"] else "not known: some checks ran out of time"))
     except (ValueError, KeyError):
         print("  probe failed:", probe.stderr.strip())
     unshare_mount_namespace()

@@ -53,6 +53,7 @@ class Timing:
     budget: float = 4.5
     check: float = 2.5
     handshake: float = 3.0  # imports, then a fresh FUSE server: model, mount, INIT, a request
+    mountinfo: float = 1.0  # the mounting checks wait for it
     kill_grace: float = 0.2  # after SIGKILL, how long to wait for the child to be gone
     sweep: float = 0.4
     max_startup: float = 1.0
@@ -60,8 +61,8 @@ class Timing:
     @classmethod
     def for_budget(cls, budget: float) -> "Timing":
         scale = budget / cls.budget
-        return cls(budget, cls.check * scale, cls.handshake * scale, cls.kill_grace * scale, cls.sweep * scale,
-                   cls.max_startup * scale)
+        return cls(budget, cls.check * scale, cls.handshake * scale, cls.mountinfo * scale, cls.kill_grace * scale,
+                   cls.sweep * scale, cls.max_startup * scale)
 
     @property
     def reserve(self) -> float:
@@ -110,12 +111,23 @@ def _mount(source: str, target: str, fstype: str | None, flags: int = 0, data: s
     return 0 if ret == 0 else ctypes.get_errno()
 
 
-def _umount(target: str) -> None:
-    _libc.umount2(target.encode(), MNT_DETACH)
+def _umount(target: str) -> int:
+    """0, or the errno."""
+    return 0 if _libc.umount2(target.encode(), MNT_DETACH) == 0 else ctypes.get_errno()
+
+
+def _umount_all(target: str) -> None:
+    """Every mount stacked on ``target``, by its path: never by a look in
+    mountinfo, which hangs in gVisor while a FUSE mount there goes
+    unanswered (and a killed FUSE check leaves just that)."""
+    for _ in range(8):
+        if _umount(target):
+            return
 
 
 def _mountinfo() -> list[tuple[str, str, str, str]]:
-    """(mountpoint, fstype, source, super options) of each mount."""
+    """(mountpoint, fstype, source, super options) of each mount. Read once
+    per probe, before anything of the probe's is mounted (see run_probe)."""
     out = []
     try:
         with open("/proc/self/mountinfo") as f:
@@ -129,7 +141,7 @@ def _mountinfo() -> list[tuple[str, str, str, str]]:
     return out
 
 
-# -- checks in this process -------------------------------------------------------------
+# -- the checks (each runs in a child of its own: see CheckChild) ---------------------
 
 def check_python_module(name: str) -> dict:
     import importlib
@@ -237,8 +249,7 @@ def check_capabilities() -> dict:
     return check(ok, reason, effective=f"{eff:016x}", present=have, missing=missing)
 
 
-def check_cgroup_layout() -> dict:
-    mounts = _mountinfo()
+def check_cgroup_layout(mounts: list[tuple[str, str, str, str]]) -> dict:
     v1 = [m for m in mounts if m[1] == "cgroup"]
     v2 = [m for m in mounts if m[1] == "cgroup2"]
     if v1 and v2:
@@ -257,9 +268,9 @@ def check_cgroup_layout() -> dict:
     return check(layout != "none", reason, layout=layout)
 
 
-def mounted_v1_controllers() -> dict[str, str]:
+def mounted_v1_controllers(mounts: list[tuple[str, str, str, str]]) -> dict[str, str]:
     found = {}
-    for mountpoint, fstype, _source, opts in _mountinfo():
+    for mountpoint, fstype, _source, opts in mounts:
         if fstype == "cgroup":
             for opt in opts.split(","):
                 if opt in V1_CONTROLLERS or opt.startswith("name="):
@@ -267,7 +278,7 @@ def mounted_v1_controllers() -> dict[str, str]:
     return found
 
 
-# -- checks that mount (each child makes its own mount namespace first) ---------------
+# -- checks that mount: in scratch directories, through the child's ChildContext --------
 
 def check_mount_namespace() -> dict[str, dict]:
     results = {}
@@ -286,8 +297,9 @@ def check_mount_namespace() -> dict[str, dict]:
     return results
 
 
-def check_tmpfs_mount(scratch: str) -> dict:
-    err = _mount("fakefs-probe", scratch, "tmpfs", MS_NOSUID | MS_NODEV, "mode=755")
+def check_tmpfs_mount(ctx: "ChildContext") -> dict:
+    scratch = ctx.scratch_dir()
+    err = ctx.mount("fakefs-probe", scratch, "tmpfs", MS_NOSUID | MS_NODEV, "mode=755")
     if err:
         return check(False, f"mount -t tmpfs: {_errname(err)}")
     try:
@@ -300,13 +312,14 @@ def check_tmpfs_mount(scratch: str) -> dict:
         _umount(scratch)
 
 
-def check_bind_mount_dir(scratch: str) -> dict:
+def check_bind_mount_dir(ctx: "ChildContext") -> dict:
+    scratch = ctx.scratch_dir()
     src_dir, dst_dir = os.path.join(scratch, "src"), os.path.join(scratch, "dst")
     os.mkdir(src_dir)
     os.mkdir(dst_dir)
     with open(os.path.join(src_dir, "marker"), "w") as f:
         f.write("bind")
-    err = _mount(src_dir, dst_dir, None, MS_BIND)
+    err = ctx.mount(src_dir, dst_dir, None, MS_BIND)
     if err:
         return check(False, f"bind mount of a directory: {_errname(err)}")
     seen = os.path.exists(os.path.join(dst_dir, "marker"))
@@ -314,12 +327,13 @@ def check_bind_mount_dir(scratch: str) -> dict:
     return check(seen, "a directory bind-mounts" if seen else "bind mount made but its content is not visible")
 
 
-def check_bind_mount_file(scratch: str) -> dict:
+def check_bind_mount_file(ctx: "ChildContext") -> dict:
+    scratch = ctx.scratch_dir()
     src_file, dst_file = os.path.join(scratch, "marker"), os.path.join(scratch, "dst-file")
     with open(src_file, "w") as f:
         f.write("bind")
     open(dst_file, "w").close()
-    err = _mount(src_file, dst_file, None, MS_BIND)
+    err = ctx.mount(src_file, dst_file, None, MS_BIND)
     if err:
         return check(False, f"bind mount of a file: {_errname(err)}")
     with open(dst_file) as f:
@@ -329,13 +343,12 @@ def check_bind_mount_file(scratch: str) -> dict:
                  "file bind mount made but its content is not visible")
 
 
-def check_cgroup_v1(ctrl: str, scratch_dir) -> dict:
-    """``scratch_dir()`` makes the mount point, only when one is needed."""
-    mounted = mounted_v1_controllers()
+def check_cgroup_v1(ctx: "ChildContext", ctrl: str, mounts: list[tuple[str, str, str, str]]) -> dict:
+    mounted = mounted_v1_controllers(mounts)
     if ctrl in mounted:
         return check(True, f"authentic cgroupfs mounted at {mounted[ctrl]}", state="mounted")
-    cg = scratch_dir()
-    err = _mount("cgroup", cg, "cgroup", MS_NOSUID | MS_NODEV | MS_NOEXEC, ctrl)
+    cg = ctx.scratch_dir()
+    err = ctx.mount("cgroup", cg, "cgroup", MS_NOSUID | MS_NODEV | MS_NOEXEC, ctrl)
     if err == 0:
         _umount(cg)
         return check(True, f"mount -t cgroup -o {ctrl} works here", state="mountable")
@@ -421,6 +434,7 @@ def check_fuse_handshake(ctx: "ChildContext", backend: str, what: str, failed_im
         return check(False, f"{what}: fakefs mounts need root")
     scratch = ctx.scratch_dir()
     os.environ["FAKEFS_RUN_DIR"] = ctx.scratch_dir()
+    ctx.announce_mount(scratch)  # serve() mounts it
     import threading
 
     from fakefs.errors import MountError
@@ -469,14 +483,16 @@ def check_fuse_handshake(ctx: "ChildContext", backend: str, what: str, failed_im
 # -- running each check in a child under a deadline -------------------------------------
 
 class ChildContext:
-    """What a check's body can do in its child: make scratch directories
-    (announced to the parent before use, removed when the body ends) and
-    send a verdict as soon as it is known (kept even if the child is killed
-    later). Messages are JSON lines on a pipe."""
+    """What a check's body can do in its child: make scratch directories and
+    mount on them (both announced to the parent before they exist, undone
+    by path when the body ends, or by the parent's sweep if the child is
+    killed), and send a verdict as soon as it is known (kept even if the
+    child is killed later). Messages are JSON lines on a pipe."""
 
     def __init__(self, wfd: int):
         self.wfd = wfd
         self.scratches: list[str] = []
+        self.mounts: list[str] = []
         self.answered: set[str] = set()
 
     def send(self, message: dict) -> None:
@@ -489,8 +505,7 @@ class ChildContext:
         self.send({"verdicts": {key: verdict}})
 
     def scratch_dir(self) -> str:
-        """A new directory; the parent learns its name before it exists, so
-        a kill at any moment leaves nothing it does not know of."""
+        """A new directory in the temporary directory."""
         for n in itertools.count(len(self.scratches)):
             path = os.path.join(tempfile.gettempdir(), f"fakefs-probe-{os.getpid()}-{n}")
             self.send({"scratch": path})
@@ -501,8 +516,17 @@ class ChildContext:
             self.scratches.append(path)
             return path
 
+    def announce_mount(self, target: str) -> None:
+        self.mounts.append(target)
+        self.send({"mount": target})
+
+    def mount(self, source: str, target: str, fstype: str | None, flags: int = 0, data: str | None = None) -> int:
+        """_mount(), announced first: 0, or the errno."""
+        self.announce_mount(target)
+        return _mount(source, target, fstype, flags, data)
+
     def clean_up(self) -> None:
-        _remove_scratches(self.scratches)
+        _undo(self.mounts, self.scratches)
 
     def fork(self, key: str, body) -> int:
         """``body()`` in a child of this child (same process group, same
@@ -511,7 +535,7 @@ class ChildContext:
         if pid == 0:
             code = 0
             try:
-                self.scratches = []  # its own: the forking child removes its own
+                self.scratches, self.mounts = [], []  # its own: the forking child undoes its own
                 try:
                     self.verdict(key, body())
                 except Exception as exc:
@@ -525,10 +549,20 @@ class ChildContext:
         return pid
 
 
+def _undo(mounts: list[str], scratches: list[str]) -> None:
+    """Unmount (latest first) and remove, all by path."""
+    for target in reversed(mounts):
+        _umount_all(target)
+    for path in scratches:
+        shutil.rmtree(path, ignore_errors=True)
+
+
 class CheckChild:
     """One check (or a few answered by one action) in a forked child: its own
-    process group, stdio on /dev/null, its own mount namespace if it mounts.
-    ``body(ctx)`` returns the verdict (one key) or verdicts by key."""
+    process group, stdio on /dev/null, its own mount namespace if it mounts
+    (on Linux its mounts then end with it, even when it is killed; gVisor
+    shares mounts across namespaces, hence the announcements and the sweep).
+    ``body(ctx)`` returns the verdict (of its last key) or verdicts by key."""
 
     def __init__(self, keys: tuple[str, ...], body, timeout: float, mounts: bool = False):
         self.keys, self.body, self.timeout, self.mounts = keys, body, timeout, mounts
@@ -551,7 +585,7 @@ class CheckChild:
             try:
                 unshare_mount_namespace()
             except OSError:
-                pass  # its mounts land in the probe's namespace: undone here or swept
+                pass  # its mounts land in the probe's namespace: undone by path all the same
         try:
             try:
                 verdicts = self.body(ctx)
@@ -634,8 +668,8 @@ class CheckChild:
                 pass  # the empty tail, or a line cut by the kill
         return out
 
-    def scratches(self) -> list[str]:
-        return [m["scratch"] for m in self.messages() if "scratch" in m]
+    def announced(self, kind: str) -> list:
+        return [m[kind] for m in self.messages() if kind in m]
 
     def cleaned_up(self) -> bool:
         return any(m.get("done") for m in self.messages())
@@ -661,28 +695,40 @@ def _death(status: int) -> str:
     return f"exit {os.waitstatus_to_exitcode(status)}"
 
 
-def run_children(children: list[CheckChild], started: float, latest: float, kill_grace: float) -> None:
-    """Start them all, then read and reap until each has finished: a child
-    still running at its deadline is killed (its whole process group), and
-    one that is not gone within ``kill_grace`` is left behind. Nothing here
-    waits without a deadline."""
-    try:
-        for child in children:
-            child.start(started, latest)
+class Runner:
+    """Starts check children and follows them: a child still running at its
+    deadline is killed (its whole process group), and one that is not gone
+    within ``kill_grace`` after is left behind. Nothing here waits without
+    a deadline. Use as a context manager: on the way out (^C included) the
+    children still running are killed."""
+
+    def __init__(self, started: float, latest: float, kill_grace: float):
+        self.started, self.latest, self.kill_grace = started, latest, kill_grace
+        self.children: list[CheckChild] = []
+
+    def start(self, child: CheckChild) -> CheckChild:
+        self.children.append(child)
+        child.start(self.started, self.latest)
+        return child
+
+    def wait(self, children: list[CheckChild] | None = None) -> None:
+        """Until ``children`` (default: all started) have finished; the
+        others are followed meanwhile."""
+        waiting = self.children if children is None else children
         while True:
-            pending = [c for c in children if not c.finished]
-            if not pending:
+            pending = [c for c in self.children if not c.finished]
+            if not any(not c.finished for c in waiting):
                 return
             now = time.monotonic()
             for c in pending:
                 if c.killed_at is None and now >= c.deadline:
                     c.kill(now)
-                elif c.killed_at is not None and now >= c.killed_at + kill_grace:
+                elif c.killed_at is not None and now >= c.killed_at + self.kill_grace:
                     c.abandoned = True
             pending = [c for c in pending if not c.abandoned]
             if not pending:
                 return
-            wait = min(c.next_event(kill_grace) for c in pending) - now
+            wait = min(c.next_event(self.kill_grace) for c in pending) - now
             if any(c.eof or c.killed_at is not None for c in pending):
                 wait = min(wait, REAP_POLL)  # on its way out: poll for the wait status
             readable = [c.fd for c in pending if not c.eof]
@@ -695,47 +741,44 @@ def run_children(children: list[CheckChild], started: float, latest: float, kill
                 if c.fd in ready:
                     c.read()
                 c.reap()
-    finally:
-        for c in children:
-            if c.pid and c.status is None and c.killed_at is None:
-                c.kill(time.monotonic())  # interrupted (^C): the children go too
+
+    def __enter__(self) -> "Runner":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for c in self.children:
+            if c.status is None and c.killed_at is None:
+                c.kill(time.monotonic())
             c.close()
 
 
-def _mounts_below(path: str) -> list[str]:
-    """Mount points at or under ``path`` in this namespace, deepest first."""
-    return sorted((m[0] for m in _mountinfo() if m[0] == path or m[0].startswith(path + "/")), reverse=True)
-
-
-def _remove_scratches(paths: list[str]) -> None:
-    """Undo the mounts made on scratch directories in this namespace, then
-    remove the directories."""
-    for path in paths:
-        for target in _mounts_below(path):
-            _umount(target)
-        shutil.rmtree(path, ignore_errors=True)
-
-
 def sweep_after(children: list[CheckChild], timing: Timing) -> None:
-    """Scratch directories of children that did not clean up after
-    themselves (killed, or died) are swept by one more child under its own
-    deadline: a directory can sit on a file system that hangs too."""
-    leftovers = [path for c in children if not c.cleaned_up() for path in c.scratches()]
-    if leftovers:
-        sweeper = CheckChild((), lambda _ctx: _remove_scratches(leftovers) or {}, timing.sweep)
+    """What children that did not clean up after themselves (killed, or
+    died) announced is undone by one more child under its own deadline: a
+    directory can sit on a file system that hangs too."""
+    unfinished = [c for c in children if not c.cleaned_up()]
+    mounts = [target for c in unfinished for target in c.announced("mount")]
+    scratches = [path for c in unfinished for path in c.announced("scratch")]
+    if mounts or scratches:
         now = time.monotonic()
-        run_children([sweeper], now, now + timing.sweep, timing.kill_grace)
+        with Runner(now, now + timing.sweep, timing.kill_grace) as runner:
+            runner.start(CheckChild((), lambda _ctx: _undo(mounts, scratches) or {}, timing.sweep))
+            runner.wait()
 
 
 # -- the whole probe -----------------------------------------------------------------
 
-def plan_checks(backends, timing: Timing = DEFAULT_TIMING) -> list[CheckChild]:
-    """Every check as a child, the slowest (the FUSE handshakes) first."""
-    keys = ("python_pyfuse3", "python_trio", "python_psutil")
-    keys += tuple(key for backend, (key, _what) in sorted(FUSE_HANDSHAKES.items()) if backend in backends)
-    children = [CheckChild(keys, lambda ctx: check_fuse_backends(ctx, backends), timing.handshake,
-                           mounts=True)]
+def read_mounts(ctx: ChildContext) -> dict:
+    """The mountinfo snapshot, sent to the parent, and the layout verdict."""
+    mounts = _mountinfo()
+    ctx.send({"mountinfo": mounts})
+    return check_cgroup_layout(mounts)
+
+
+def quick_checks(timing: Timing) -> list[CheckChild]:
+    """Checks that mount nothing (one reads mountinfo: ``read_mounts``)."""
     quick = [
+        (("cgroup_layout",), read_mounts),
         (("dev_fuse",), lambda _ctx: check_dev_fuse()),
         (("capabilities",), lambda _ctx: check_capabilities()),
         (("gvisor",), lambda _ctx: detect_gvisor()),
@@ -745,7 +788,6 @@ def plan_checks(backends, timing: Timing = DEFAULT_TIMING) -> list[CheckChild]:
     quick += [((f"sysctl:{p}",), lambda _ctx, p=p: check_sysctl(p, need_write=True)) for p in KUBELET_TUNABLES]
     quick += [
         (("dev_kmsg",), lambda _ctx: check_dev_kmsg()),
-        (("cgroup_layout",), lambda _ctx: check_cgroup_layout()),
         (("sys_fs_cgroup",), lambda _ctx: check_sys_fs_cgroup()),
         (("mntns_unshare", "mntns_private"), lambda _ctx: check_mount_namespace()),
         (("inotify",), lambda _ctx: check_inotify()),
@@ -753,15 +795,28 @@ def plan_checks(backends, timing: Timing = DEFAULT_TIMING) -> list[CheckChild]:
     ]
     if SYS_KEYCTL is not None:
         quick.append((("session_keyring",), lambda _ctx: check_session_keyring()))
-    children += [CheckChild(keys, body, timing.check) for keys, body in quick]
+    return [CheckChild(keys, body, timing.mountinfo if keys == ("cgroup_layout",) else timing.check)
+            for keys, body in quick]
+
+
+def mounting_checks(backends, mounts: list | None, timing: Timing) -> list[CheckChild]:
+    """The FUSE handshakes (slowest first) and the other checks that mount.
+    ``mounts``: the mountinfo snapshot (None: it could not be read)."""
+    keys = ("python_pyfuse3", "python_trio", "python_psutil")
+    keys += tuple(key for backend, (key, _what) in sorted(FUSE_HANDSHAKES.items()) if backend in backends)
+    children = [CheckChild(keys, lambda ctx: check_fuse_backends(ctx, backends), timing.handshake, mounts=True)]
     mounting = [
-        (("tmpfs_mount",), lambda ctx: check_tmpfs_mount(ctx.scratch_dir())),
-        (("bind_mount_dir",), lambda ctx: check_bind_mount_dir(ctx.scratch_dir())),
-        (("bind_mount_file",), lambda ctx: check_bind_mount_file(ctx.scratch_dir())),
+        (("tmpfs_mount",), check_tmpfs_mount),
+        (("bind_mount_dir",), check_bind_mount_dir),
+        (("bind_mount_file",), check_bind_mount_file),
     ]
-    mounting += [((f"cgroup_v1:{c}",), lambda ctx, c=c: check_cgroup_v1(c, ctx.scratch_dir)) for c in V1_CONTROLLERS]
-    children += [CheckChild(keys, body, timing.check, mounts=True) for keys, body in mounting]
-    return children
+    for ctrl in V1_CONTROLLERS:
+        if mounts is None:
+            body = lambda _ctx: check(None, "/proc/self/mountinfo could not be read in time")  # noqa: E731
+        else:
+            body = lambda ctx, c=ctrl: check_cgroup_v1(ctx, c, mounts)  # noqa: E731
+        mounting.append(((f"cgroup_v1:{ctrl}",), body))
+    return children + [CheckChild(keys, body, timing.check, mounts=True) for keys, body in mounting]
 
 
 def check_sys_fs_cgroup() -> dict:
@@ -807,8 +862,19 @@ def run_probe(timing: Timing = DEFAULT_TIMING, budget_from: float | None = None)
     latest = (started if budget_from is None else budget_from) + timing.budget - timing.reserve
     from fakefs.backends import AUTO_ORDER, BACKENDS
 
-    children = plan_checks(BACKENDS, timing)
-    run_children(children, started, latest, timing.kill_grace)
+    # Nothing of the probe's is mounted before mountinfo has been read: in
+    # gVisor a read of it hangs while any FUSE mount goes unanswered (one
+    # whose server has just refused INIT, or was killed at its deadline).
+    with Runner(started, latest, timing.kill_grace) as runner:
+        for child in quick_checks(timing):
+            runner.start(child)
+        snapshot = runner.children[0]
+        runner.wait([snapshot])
+        mounts = next(iter(snapshot.announced("mountinfo")), None)
+        for child in mounting_checks(BACKENDS, mounts, timing):
+            runner.start(child)
+        runner.wait()
+    children = runner.children
     sweep_after(children, timing)
     checks: dict[str, dict] = {}
     for child in children:

@@ -161,15 +161,17 @@ def test_probe_runs_when_pyfuse3_cannot_be_imported(tmp_path):
 
 
 # A FUSE connection whose server never answers (not even INIT): every
-# request on it waits until the waiter is killed. Mounted, in a mount
-# namespace of its own, over /proc/sys/vm (two of kubelet's tunables) and
-# over the directory TMPDIR names (where the probe's mount checks and FUSE
-# handshakes make their scratch directories), then the probe runs there.
+# request on it waits until the waiter is killed (and in gVisor, so does
+# every read of mountinfo). Mounted, in a mount namespace of its own, over
+# /proc/sys/vm (two of kubelet's tunables) and over the directory TMPDIR
+# names (where the probe's mount checks and FUSE handshakes make their
+# scratch directories), then the probe runs there. Run as PID 1 or where
+# PR_SET_CHILD_SUBREAPER works, the probe's orphans come back here.
 HUNG_FUSE_PROBE = r"""
 import json, os, subprocess, sys, tempfile, time
 from fakefs.host.sysmount import libc, mount, umount, unshare_mount_namespace
 unshare_mount_namespace()
-libc.prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER: the probe's orphans become ours
+libc.prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER (gVisor: EINVAL, but there this runs as PID 1)
 hung_tmp = tempfile.mkdtemp(prefix="fakefs-hung-tmp-")
 fds = []
 for target in ("/proc/sys/vm", hung_tmp):
@@ -192,13 +194,13 @@ while time.monotonic() < deadline:
     time.sleep(0 if pid else 0.05)
 else:
     orphans = -1  # some still alive
-with open("/proc/self/mountinfo") as f:
-    left = [line.split()[4] for line in f if "fakefs-probe" in line]
 for target in ("/proc/sys/vm", hung_tmp):
     umount(target, detach=True)
 for fd in fds:
     os.close(fd)
 os.rmdir(hung_tmp)
+with open("/proc/self/mountinfo") as f:
+    left = [line.split()[4] for line in f if "fakefs-probe" in line]
 print(json.dumps({"code": res.returncode, "took": took, "stderr": res.stderr, "left": left, "orphans": orphans,
                   "report": json.loads(res.stdout)}))
 """
@@ -232,6 +234,55 @@ def test_probe_ends_within_budget_when_checks_hang():
     assert kubelet["runs"] is None and kubelet["first_blocker"] is None
     assert any("sysctl vm/panic_on_oom" in n and "timed out" in n for n in kubelet["notes"]), kubelet["notes"]
     assert out["left"] == [] and out["orphans"] >= 0
+
+
+# One check, killed at its deadline while its FUSE mount is live and its
+# INIT unanswered (the handshakes' worst case). In gVisor a mount namespace
+# made by unshare still shares its mounts, and a FUSE mount nobody answers
+# makes every read of mountinfo hang, in every process, until it is
+# unmounted: a probe that left one behind hung (issue 17). The sweep must
+# unmount it by its path.
+KILLED_FUSE_CHECK = r"""
+import json, os, subprocess, sys, time
+from fakefs.probe import DEFAULT_TIMING, CheckChild, Runner, check, sweep_after
+
+def never_answered(ctx):
+    scratch = ctx.scratch_dir()
+    fd = os.open("/dev/fuse", os.O_RDWR | os.O_CLOEXEC)
+    err = ctx.mount("hung", scratch, "fuse.hung", 0, f"fd={fd},rootmode=40000,user_id=0,group_id=0")
+    if err:
+        return check(False, f"mount: {os.strerror(err)}")
+    os.listdir(scratch)  # waits for an INIT reply that never comes
+    return check(True, "answered")
+
+started = time.monotonic()
+with Runner(started, started + 1.0, DEFAULT_TIMING.kill_grace) as runner:
+    child = runner.start(CheckChild(("hung_fuse",), never_answered, 1.0, mounts=True))
+    runner.wait()
+sweep_after(runner.children, DEFAULT_TIMING)
+took = time.monotonic() - started
+# A fresh process, as any other in the sandbox would: it must read
+# mountinfo at once, and find nothing of the probe's.
+res = subprocess.run([sys.executable, "-c", "print(sum('fakefs-probe' in l for l in open('/proc/self/mountinfo')))"],
+                     capture_output=True, text=True, timeout=10)
+print(json.dumps({"verdict": child.verdicts()["hung_fuse"], "took": took, "left": int(res.stdout),
+                  "scratch_left": [p for p in child.announced("scratch") if os.path.exists(p)]}))
+"""
+
+
+def check_killed_fuse_check(out: dict) -> None:
+    v = out["verdict"]
+    assert v["ok"] is None and v["reason"] == "timed out after 1 s" and v["detail"]["killed"], v
+    assert out["took"] < 1.0 + 2 * DEFAULT_TIMING.kill_grace + DEFAULT_TIMING.sweep + 0.5, out["took"]
+    assert out["left"] == 0 and out["scratch_left"] == []
+
+
+def test_a_check_killed_with_its_fuse_mount_live_leaves_nothing():
+    require_root_and_fuse()
+    res = subprocess.run([sys.executable, "-c", KILLED_FUSE_CHECK], capture_output=True, text=True, timeout=60,
+                         cwd=REPO, env=dict(os.environ, PYTHONPATH=REPO))
+    assert res.returncode == 0, res.stdout + res.stderr
+    check_killed_fuse_check(json.loads(res.stdout.strip().splitlines()[-1]))
 
 
 # -- predictions on the facts measured in gVisor (../shared/CONTEXT.md) -------------------------
