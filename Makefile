@@ -9,7 +9,7 @@ DEB_PACKAGES := fuse3 libfuse3-dev pkg-config gcc python3-dev util-linux runsc r
 	busybox-static nodejs lxcfs cgroup-tools
 STAMP := $(VENV)/.installed
 
-.PHONY: install deps test demo bench clean
+.PHONY: install deps test stress-test demo bench clean
 
 install: $(STAMP)
 
@@ -32,6 +32,12 @@ $(STAMP): pyproject.toml
 
 test: install
 	$(BIN)/python -m pytest -q -rs tests
+
+# Not part of CI: the whole suite $(RUNS) times in a row, then every test that
+# failed at least once (JUnit reports and logs in stress-results/).
+RUNS ?= 5
+stress-test: install
+	$(BIN)/python -m tests.stress_runs --runs $(RUNS) --out stress-results tests
 
 demo: install
 	$(BIN)/python -m fakefs.demo
