@@ -55,7 +55,7 @@ class Timing:
     handshake: float = 3.0  # imports, then a fresh FUSE server: model, mount, INIT, a request
     mountinfo: float = 1.0  # the mounting checks wait for it
     kill_grace: float = 0.2  # after SIGKILL, how long to wait for the child to be gone
-    sweep: float = 0.4
+    sweep: float = 0.5
     max_startup: float = 1.0
 
     @classmethod
