@@ -32,6 +32,7 @@ import signal
 import struct
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 
@@ -414,7 +415,8 @@ def check_fuse_backends(ctx: "ChildContext", backends) -> dict:
         if backend in backends:
             key, what = FUSE_HANDSHAKES[backend]
             failed = [imports[name] for name in modules if not imports[name]["ok"]]
-            children.append((key, ctx.fork(key, lambda b=backend, w=what, f=failed: check_fuse_handshake(ctx, b, w, f))))
+            body = lambda b=backend, w=what, f=failed: check_fuse_handshake(ctx, b, w, f)  # noqa: E731
+            children.append((key, ctx.fork(key, body)))
     for key, pid in children:
         _, status = os.waitpid(pid, 0)  # the probe's deadline bounds this wait
         if status:  # it died before its verdict
@@ -428,15 +430,13 @@ def check_fuse_handshake(ctx: "ChildContext", backend: str, what: str, failed_im
     dev_fuse = check_dev_fuse()
     if not dev_fuse["ok"]:
         return check(False, f"{what}: {dev_fuse['reason']}")
-    if failed_imports and backend == "fuse":
+    if failed_imports:
         return check(False, f"{what}: {failed_imports[0]['reason']}")
     if os.geteuid() != 0:
         return check(False, f"{what}: fakefs mounts need root")
     scratch = ctx.scratch_dir()
     os.environ["FAKEFS_RUN_DIR"] = ctx.scratch_dir()
     ctx.announce_mount(scratch)  # serve() mounts it
-    import threading
-
     from fakefs.errors import MountError
     from fakefs.runtime.serving import MountRequest, serve
 
@@ -816,7 +816,7 @@ def mounting_checks(backends, mounts: list | None, timing: Timing) -> list[Check
         else:
             body = lambda ctx, c=ctrl: check_cgroup_v1(ctx, c, mounts)  # noqa: E731
         mounting.append(((f"cgroup_v1:{ctrl}",), body))
-    return children + [CheckChild(keys, body, timing.check, mounts=True) for keys, body in mounting]
+    return children + [CheckChild(k, b, timing.check, mounts=True) for k, b in mounting]
 
 
 def check_sys_fs_cgroup() -> dict:

@@ -242,9 +242,11 @@ def test_probe_ends_within_budget_when_checks_hang():
 # makes every read of mountinfo hang, in every process, until it is
 # unmounted: a probe that left one behind hung (issue 17). The sweep must
 # unmount it by its path.
+COUNT_PROBE_MOUNTS = "print(sum('fakefs-probe' in line for line in open('/proc/self/mountinfo')))"
 KILLED_FUSE_CHECK = r"""
 import json, os, subprocess, sys, time
 from fakefs.probe import DEFAULT_TIMING, CheckChild, Runner, check, sweep_after
+COUNT_PROBE_MOUNTS = sys.argv[1]  # the code to run in a fresh process
 
 def never_answered(ctx):
     scratch = ctx.scratch_dir()
@@ -263,8 +265,7 @@ sweep_after(runner.children, DEFAULT_TIMING)
 took = time.monotonic() - started
 # A fresh process, as any other in the sandbox would: it must read
 # mountinfo at once, and find nothing of the probe's.
-res = subprocess.run([sys.executable, "-c", "print(sum('fakefs-probe' in l for l in open('/proc/self/mountinfo')))"],
-                     capture_output=True, text=True, timeout=10)
+res = subprocess.run([sys.executable, "-c", COUNT_PROBE_MOUNTS], capture_output=True, text=True, timeout=10)
 print(json.dumps({"verdict": child.verdicts()["hung_fuse"], "took": took, "left": int(res.stdout),
                   "scratch_left": [p for p in child.announced("scratch") if os.path.exists(p)]}))
 """
@@ -279,8 +280,8 @@ def check_killed_fuse_check(out: dict) -> None:
 
 def test_a_check_killed_with_its_fuse_mount_live_leaves_nothing():
     require_root_and_fuse()
-    res = subprocess.run([sys.executable, "-c", KILLED_FUSE_CHECK], capture_output=True, text=True, timeout=60,
-                         cwd=REPO, env=dict(os.environ, PYTHONPATH=REPO))
+    res = subprocess.run([sys.executable, "-c", KILLED_FUSE_CHECK, COUNT_PROBE_MOUNTS], capture_output=True,
+                         text=True, timeout=60, cwd=REPO, env=dict(os.environ, PYTHONPATH=REPO))
     assert res.returncode == 0, res.stdout + res.stderr
     check_killed_fuse_check(json.loads(res.stdout.strip().splitlines()[-1]))
 

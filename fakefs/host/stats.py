@@ -23,6 +23,10 @@ from fakefs.model.usage import MachineCpu, ProcessMemory, ThreadCpu
 
 DEFAULT_WINDOW_S = 0.15
 NSEC_PER_SEC = 1_000_000_000
+# The bounds within which a CPU's /proc/stat fields must add up to the time
+# since boot for its busy time to be trusted: tick-sampled fields lag by up
+# to a tick per field; a CPU's accounting starts a moment after boot.
+ACCOUNTED_LOW, ACCOUNTED_HIGH = 0.95, 1.05
 
 
 def _read(path: str) -> str | None:
@@ -47,6 +51,20 @@ def _status_kb(text: str, keys: tuple[str, ...]) -> dict[str, int]:
             parts = rest.split()
             out[name] = int(parts[0]) * (1024 if parts[1:] == ["kB"] else 1)
     return out
+
+
+def busy_time(fields: list[int], since_boot: int) -> int | None:
+    """One CPU's time since boot that was neither idle, iowait nor stolen,
+    from its /proc/stat fields in nanoseconds (user nice system idle iowait
+    irq softirq steal): the nearest /proc comes to the root's cpuacct.usage.
+    None when the fields do not account for the CPU's time since boot (all
+    zero in gVisor; a CPU brought online late; a kernel without precise idle
+    time would still add up, through its ticks)."""
+    accounted = sum(fields[:8])
+    if not ACCOUNTED_LOW * since_boot <= accounted <= ACCOUNTED_HIGH * since_boot:
+        return None
+    idle, iowait, steal = fields[3], fields[4], fields[7]
+    return max(0, since_boot - idle - iowait - steal)
 
 
 class LiveStats:
@@ -149,22 +167,31 @@ class LiveStats:
 
     def _read_machine_cpu(self) -> MachineCpu | None:
         text = _read(f"{self.proc}/stat")
+        # After the read: the idle time it shows runs up to the moment it
+        # was made, so the busy time is never short (see MachineCpu.busy_ns).
+        since_boot = self.monotonic_ns()
         if text is None:
             return None
         self.scans += 1
-        per: dict[int, tuple[int, int]] = {}
+        per: dict[int, tuple[int, int, int | None]] = {}
         for line in text.splitlines():
             if not line.startswith("cpu") or line.startswith("cpu "):
                 continue
             name, *vals = line.split()
-            # user nice system idle iowait irq softirq ...
-            v = [int(x) for x in vals[:7]] + [0] * max(0, 7 - len(vals))
-            per[int(name[3:])] = ((v[0] + v[1]) * self.tick_ns, (v[2] + v[5] + v[6]) * self.tick_ns)
+            # user nice system idle iowait irq softirq steal ...
+            v = [int(x) * self.tick_ns for x in vals[:8]] + [0] * max(0, 8 - len(vals))
+            per[int(name[3:])] = (v[0] + v[1], v[2] + v[5] + v[6], busy_time(v, since_boot))
         if not per:
             return None
         n = max(per) + 1
-        return MachineCpu(tuple(per.get(i, (0, 0))[0] for i in range(n)),
-                          tuple(per.get(i, (0, 0))[1] for i in range(n)))
+        busy = tuple(per.get(i, (0, 0, None))[2] for i in range(n))
+        return MachineCpu(tuple(per.get(i, (0, 0, None))[0] for i in range(n)),
+                          tuple(per.get(i, (0, 0, None))[1] for i in range(n)),
+                          None if None in busy else busy)
+
+    def monotonic_ns(self) -> int:
+        # The clock of the kernel's idle accounting (tick-sched: ktime_get).
+        return time.clock_gettime_ns(time.CLOCK_MONOTONIC)
 
     def machine_memory(self) -> Mapping[str, int] | None:
         now = self.now_ns()

@@ -75,15 +75,24 @@ class ProcessMemory:
 
 @dataclass(frozen=True)
 class MachineCpu:
-    """Whole-machine CPU time per CPU (index = CPU number), nanoseconds, as
-    kernel_cpustat splits it for cpuacct: user = user + nice, system =
-    system + irq + softirq; runtime is their sum (/proc/stat has no
-    scheduler runtime)."""
+    """Whole-machine CPU time per CPU (index = CPU number), nanoseconds.
+
+    ``user_ns``/``system_ns``: kernel_cpustat as cpuacct splits it (user +
+    nice, system + irq + softirq), which is what the root's usage_user,
+    usage_sys and stat show. ``busy_ns``: the root's cpuacct.usage, the
+    scheduler runtime of every task (cpuacct_charge from update_curr, on
+    rq_clock_task), as near as /proc tells it: the CPU's time that was
+    neither idle, iowait nor stolen (None where that is not known; then
+    user + system stand in: see fakefs/host/stats.py for why and how near
+    each comes)."""
 
     user_ns: tuple[int, ...]
     system_ns: tuple[int, ...]
+    busy_ns: tuple[int, ...] | None = None
 
     def runtime_ns(self, cpu: int) -> int:
+        if self.busy_ns is not None:
+            return self.busy_ns[cpu]
         return self.user_ns[cpu] + self.system_ns[cpu]
 
 
@@ -275,7 +284,9 @@ def _account_cpu(h, u: HierarchyUsage, source: StatsSource, members: dict, now: 
             for cpu, t in enumerate(cpuacct.state(h.root).percpu):
                 if cpu < len(machine.user_ns):
                     t.user, t.system = machine.user_ns[cpu], machine.system_ns[cpu]
-                    t.usage = machine.runtime_ns(cpu)
+                    # The kernel's counter never goes back; an estimate read
+                    # a moment later may (by a /proc/stat rounding).
+                    t.usage = max(t.usage, machine.runtime_ns(cpu))
     if h.controller("cpu") is not None:
         elapsed = 0 if u.synced_ns is None else max(0, now_ns - u.synced_ns)
         for cg in _cgroups(h):

@@ -18,7 +18,8 @@ import pytest
 from fakefs.probe import DEFAULT_TIMING
 from tests.gvisor.sandbox import runsc_do
 from tests.support import REPO, require
-from tests.test_probe import AMPLE_BUDGET, HUNG_FUSE_PROBE, KILLED_FUSE_CHECK, check_killed_fuse_check
+from tests.test_probe import (AMPLE_BUDGET, COUNT_PROBE_MOUNTS, HUNG_FUSE_PROBE, KILLED_FUSE_CHECK,
+                              check_killed_fuse_check)
 
 pytestmark = pytest.mark.gvisor
 CHECK = os.path.join(REPO, "tests", "scripts", "kubelet_tunables_check.py")
@@ -66,8 +67,9 @@ def test_probe_in_gvisor(tmp_path):
             res = fakefs("probe", "--json", *budget)
             runs.append({{"code": res.returncode, "took": time.monotonic() - started, "stderr": res.stderr,
                          "report": json.loads(res.stdout)}})
-        left = subprocess.run([sys.executable, "-c", "print(sum('fakefs-probe' in l for l in open('/proc/self/mountinfo')))"],
-                              capture_output=True, text=True, timeout=10).stdout
+        # A fresh process, as any other in the sandbox: mountinfo reads at once.
+        left = subprocess.run([sys.executable, "-c", {COUNT_PROBE_MOUNTS!r}], capture_output=True, text=True,
+                              timeout=10).stdout
         print(json.dumps({{"runs": runs, "left": int(left)}}))
     """))
     quick, ample = out["runs"]
@@ -132,7 +134,7 @@ def test_probe_ends_within_budget_when_checks_hang_in_gvisor():
 
 
 def test_a_check_killed_with_its_fuse_mount_live_leaves_nothing_in_gvisor():
-    res = runsc_do(sys.executable, "-c", KILLED_FUSE_CHECK)
+    res = runsc_do(sys.executable, "-c", KILLED_FUSE_CHECK, COUNT_PROBE_MOUNTS)
     assert res.returncode == 0, res.stdout + res.stderr
     check_killed_fuse_check(json.loads(res.stdout.strip().splitlines()[-1]))
 
