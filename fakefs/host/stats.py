@@ -11,6 +11,26 @@ cpuacct.usage counts); ``stat`` gives utime/stime (clock ticks), the CPU it
 last ran on, its start time and, via ``status``, its thread group. Per process: ``status``
 (RssAnon, RssFile, RssShmem, VmSwap) and ``stat`` (minflt, majflt).
 Machine: ``/proc/stat`` (per-CPU times), ``/proc/meminfo``, ``/proc/vmstat``.
+
+The root's CPU figures (kernel/sched/cpuacct.c, Linux 6.18): ``usage_user``
+and ``usage_sys`` read ``kernel_cpustat`` (user + nice, system + irq +
+softirq), which /proc/stat shows as it is (in ticks). ``usage`` reads the
+root's own counter, which cpuacct_charge() raises from update_curr() by
+every task's runtime on rq_clock_task: sum_exec_runtime, without steal
+time (PARAVIRT_TIME_ACCOUNTING) and, on a kernel without
+IRQ_TIME_ACCOUNTING such as this one, with the interrupts a task took. No
+file in /proc adds that up (/proc/schedstat's rq_cpu_time needs
+CONFIG_SCHEDSTATS, off here). The nearest figure is each CPU's time that
+was neither idle, iowait nor stolen (``busy_time``: on a NO_HZ kernel idle
+and iowait are measured, not sampled): it is the runtime plus what the CPU
+did outside tasks while it would otherwise have been idle (interrupts, the
+way into and out of idle) and early boot before its idle accounting began,
+minus steal time that fell while idle. user + system, the tick samples, is
+the other candidate; it misses or doubles whatever runs in step with the
+tick (issue 17: 3.8% short of the real root on a CI run). Measured on this
+machine (tests/test_stats.py, ``ROOT_USAGE_*``): the busy time runs a few
+seconds above the real root after boot and then within 0.1% of its
+growth; the tick samples drift below it.
 """
 
 from __future__ import annotations

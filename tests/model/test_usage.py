@@ -142,6 +142,32 @@ def test_root_cpuacct_is_the_machine_and_ignores_reset():
     assert num(h, h.root, "cpuacct.usage") == 3400 * MS
 
 
+def test_root_cpuacct_usage_is_the_busy_time_where_known_and_never_goes_back():
+    model, _ = make()
+    h = model.hierarchy("cpuacct")
+    model.stats.cpu = MachineCpu(user_ns=(1000 * MS, 2000 * MS), system_ns=(100 * MS, 300 * MS),
+                                 busy_ns=(1200 * MS, 2350 * MS))
+    assert num(h, h.root, "cpuacct.usage") == 3550 * MS
+    assert num(h, h.root, "cpuacct.usage_user") == 3000 * MS  # still kernel_cpustat
+    assert r(h, h.root, "cpuacct.usage_percpu") == f"{1200 * MS} {2350 * MS} \n"
+    # A later estimate a rounding lower: the counter stays.
+    model.stats.cpu = MachineCpu(user_ns=(1000 * MS, 2000 * MS), system_ns=(100 * MS, 300 * MS),
+                                 busy_ns=(1190 * MS, 2400 * MS))
+    assert r(h, h.root, "cpuacct.usage_percpu") == f"{1200 * MS} {2400 * MS} \n"
+
+
+def test_busy_time_is_what_was_neither_idle_iowait_nor_stolen():
+    from fakefs.host.stats import busy_time
+
+    s = 1_000_000_000
+    # user nice system idle iowait irq softirq steal, after 100 s
+    assert busy_time([30 * s, 0, 10 * s, 55 * s, 2 * s, 0, 1 * s, 2 * s], 100 * s) == 41 * s
+    # Fields that do not account for the time since boot (gVisor shows
+    # zeros; a CPU brought online late): unknown.
+    assert busy_time([0] * 8, 100 * s) is None
+    assert busy_time([3 * s, 0, 1 * s, 20 * s, 0, 0, 0, 0], 100 * s) is None
+
+
 def test_cpuacct_stat_adds_up_to_usage_and_never_goes_back():
     from fakefs.model.controllers.cpuacct import cputime_adjust
 
