@@ -173,6 +173,46 @@ def _real(path: str) -> str:
         return f.read()
 
 
+def _ticks(text: str) -> dict[str, int]:
+    """cpuacct.stat's lines."""
+    return {k: int(v) for k, v in (line.split() for line in text.splitlines())}
+
+
+def idle_seconds() -> float:
+    """The CPUs' idle and iowait time since boot, from /proc/stat."""
+    with open("/proc/stat") as f:
+        fields = f.readline().split()
+    return (int(fields[4]) + int(fields[5])) / os.sysconf("SC_CLK_TCK")
+
+
+# How far the fake root's cpuacct.usage (each CPU's time neither idle,
+# iowait nor stolen) may be from the real one (every task's runtime):
+# measured on this machine (Linux 6.18, 2 CPUs, HZ 250, NO_HZ_IDLE, no
+# IRQ_TIME_ACCOUNTING, PARAVIRT_TIME_ACCOUNTING; see fakefs/host/stats.py),
+# sampling both every 2 s for an hour of other engineers' test suites and
+# of this project's FUSE, gVisor, probe and stats tests.
+# - Above, by what the CPUs did out of tasks yet not idle: early boot before
+#   the idle accounting starts, then interrupts and the way into and out of
+#   idle, while idle. 2.8 s after 8 min of uptime (420 s idle); then 0.6%
+#   of the idle time with little going on, 1.1% over the hour, at most 4.6%
+#   in a 30 s window of FUSE and gVisor tests (thousands of short sleeps).
+# - Below, by steal time while idle (subtracted, though the runtime never
+#   had it) and the clocks' rates (sched_clock against CLOCK_MONOTONIC):
+#   0.017% of the usage while the machine was saturated.
+# The tick samples (user + system, what fakefs showed before) were 0.1 to
+# 0.5% below over the same hour, 0.5 to 1% in those test windows, and 3.8%
+# on the CI run of issue 17: outside these bounds.
+ROOT_USAGE_BOOT_S = 5.0
+ROOT_USAGE_PER_IDLE = 0.06
+ROOT_USAGE_BELOW = 0.001
+
+
+def root_usage_bounds(usage_ns: int, idle_s: float) -> tuple[int, int]:
+    """(below, above) in nanoseconds."""
+    return (int(ROOT_USAGE_BELOW * usage_ns) + 1_000_000_000,
+            int((ROOT_USAGE_BOOT_S + ROOT_USAGE_PER_IDLE * idle_s) * 1e9))
+
+
 def test_roots_show_the_machine_like_the_real_roots(mount_fakefs):
     require(os.path.exists("/sys/fs/cgroup/memory/memory.usage_in_bytes")
             and os.path.exists("/sys/fs/cgroup/cpuacct/cpuacct.stat"), "needs this host's real cgroup v1 roots")
@@ -185,20 +225,37 @@ def test_roots_show_the_machine_like_the_real_roots(mount_fakefs):
     fake_stat = stat(m, "memory", "memory.stat")
     for key in ("total_rss", "total_cache"):
         assert abs(fake_stat[key] - real_stat[key]) < 0.1 * real_stat[key] + 32 * MB, key
-    real_cpu = dict(line.split() for line in _real("/sys/fs/cgroup/cpuacct/cpuacct.stat").splitlines())
-    fake_cpu = dict(line.split() for line in m.read("cpu,cpuacct", "cpuacct.stat").splitlines())
-    drift = 2_000_000_000 * os.cpu_count()  # the two are read a moment apart
-    for name in ("cpuacct.usage_user", "cpuacct.usage_sys"):  # both are kernel_cpustat
-        real = int(_real(f"/sys/fs/cgroup/cpuacct/{name}"))
-        assert abs(num(m, "cpu,cpuacct", name) - real) <= drift, name
-    # The root's runtime is not in /proc: fakefs shows user + system, which
-    # this machine's root runs about 1% above (tick sampling misses some).
-    real_usage = int(_real("/sys/fs/cgroup/cpuacct/cpuacct.usage"))
-    fake_usage = num(m, "cpu,cpuacct", "cpuacct.usage")
-    assert abs(fake_usage - real_usage) < 0.03 * real_usage + drift, (fake_usage, real_usage)
-    hz = os.sysconf("SC_CLK_TCK")
+    # CPU: the real root, then (past the fake's cache window, so that its
+    # figures are read after) the fake one, then the real root again: the
+    # fake's moment lies between the two real readings.
+    files = ("cpuacct.usage", "cpuacct.usage_user", "cpuacct.usage_sys")
+    before = {name: int(_real(f"/sys/fs/cgroup/cpuacct/{name}")) for name in files}
+    before["stat"] = _ticks(_real("/sys/fs/cgroup/cpuacct/cpuacct.stat"))
+    time.sleep(0.2)
+    fake = {name: num(m, "cpu,cpuacct", name) for name in files}
+    fake["stat"] = _ticks(m.read("cpu,cpuacct", "cpuacct.stat"))
+    after = {name: int(_real(f"/sys/fs/cgroup/cpuacct/{name}")) for name in files}
+    after["stat"] = _ticks(_real("/sys/fs/cgroup/cpuacct/cpuacct.stat"))
+    ncpu, tick = os.cpu_count(), 1_000_000_000 // os.sysconf("SC_CLK_TCK")
+    # usage_user and usage_sys are kernel_cpustat, which /proc/stat shows in
+    # ticks: the same figure, cut to a tick per field (user + nice, system +
+    # irq + softirq) and CPU.
+    for name, fields in (("cpuacct.usage_user", 2), ("cpuacct.usage_sys", 3)):
+        assert before[name] - fields * ncpu * tick <= fake[name] <= after[name], (name, before, fake, after)
+    # usage: every task's scheduler runtime, which /proc does not show on
+    # this kernel; the fake shows the CPUs' time neither idle, iowait nor
+    # stolen, within the bounds measured here (see ROOT_USAGE_*).
+    idle = idle_seconds()
+    low, high = root_usage_bounds(before["cpuacct.usage"], idle)
+    assert before["cpuacct.usage"] - low <= fake["cpuacct.usage"] <= after["cpuacct.usage"] + high, \
+        (before["cpuacct.usage"], fake["cpuacct.usage"], after["cpuacct.usage"], idle)
+    # cpuacct.stat: kernel_cpustat's split of that usage (cputime_adjust),
+    # in ticks: within the same bounds, and a tick per CPU of rounding.
     for key in ("user", "system"):
-        assert abs(int(fake_cpu[key]) - int(real_cpu[key])) <= 0.03 * int(real_cpu[key]) + drift * hz // 10**9, key
+        share = max(before["stat"][key], 1) / max(sum(before["stat"].values()), 1)
+        slack = ncpu + (low + high) * share / tick
+        assert before["stat"][key] - slack <= fake["stat"][key] <= after["stat"][key] + slack, \
+            (key, before["stat"], fake["stat"], after["stat"])
     # Counters of the root never go backwards.
     again = num(m, "cpu,cpuacct", "cpuacct.usage")
     time.sleep(0.2)
