@@ -160,7 +160,10 @@ def test_tmpfs_tree_at_sys_fs_cgroup_in_gvisor(tmp_path):
         out["missing"] = missing
         out["shares"] = open("/sys/fs/cgroup/cpu/cpu.shares").read()
         os.mkdir("/sys/fs/cgroup/memory/pod1")
-        out["child_filled"] = wait_for(lambda: os.path.exists("/sys/fs/cgroup/memory/pod1/memory.limit_in_bytes"))
+        # The watcher writes the new directory's files one by one: wait for
+        # all those looked at below, not for the first of them.
+        expected = {"memory.limit_in_bytes", "cgroup.procs", "tasks"}
+        out["child_filled"] = wait_for(lambda: expected <= set(os.listdir("/sys/fs/cgroup/memory/pod1")))
         out["child_files"] = sorted(os.listdir("/sys/fs/cgroup/memory/pod1"))
         with open("/sys/fs/cgroup/memory/pod1/memory.limit_in_bytes", "w") as f:
             f.write("512M")
