@@ -62,8 +62,8 @@ class Timing:
     @classmethod
     def for_budget(cls, budget: float) -> "Timing":
         scale = budget / cls.budget
-        return cls(budget, cls.check * scale, cls.handshake * scale, cls.mountinfo * scale, cls.kill_grace * scale,
-                   cls.sweep * scale, cls.max_startup * scale)
+        return cls(budget, cls.check * scale, cls.handshake * scale, cls.mountinfo * scale,
+                   cls.kill_grace * scale, cls.sweep * scale, cls.max_startup * scale)
 
     @property
     def reserve(self) -> float:
@@ -776,9 +776,8 @@ def read_mounts(ctx: ChildContext) -> dict:
 
 
 def quick_checks(timing: Timing) -> list[CheckChild]:
-    """Checks that mount nothing (one reads mountinfo: ``read_mounts``)."""
+    """Checks that mount nothing, and do not read mountinfo."""
     quick = [
-        (("cgroup_layout",), read_mounts),
         (("dev_fuse",), lambda _ctx: check_dev_fuse()),
         (("capabilities",), lambda _ctx: check_capabilities()),
         (("gvisor",), lambda _ctx: detect_gvisor()),
@@ -795,8 +794,7 @@ def quick_checks(timing: Timing) -> list[CheckChild]:
     ]
     if SYS_KEYCTL is not None:
         quick.append((("session_keyring",), lambda _ctx: check_session_keyring()))
-    return [CheckChild(keys, body, timing.mountinfo if keys == ("cgroup_layout",) else timing.check)
-            for keys, body in quick]
+    return [CheckChild(keys, body, timing.check) for keys, body in quick]
 
 
 def mounting_checks(backends, mounts: list | None, timing: Timing) -> list[CheckChild]:
@@ -866,9 +864,9 @@ def run_probe(timing: Timing = DEFAULT_TIMING, budget_from: float | None = None)
     # gVisor a read of it hangs while any FUSE mount goes unanswered (one
     # whose server has just refused INIT, or was killed at its deadline).
     with Runner(started, latest, timing.kill_grace) as runner:
+        snapshot = runner.start(CheckChild(("cgroup_layout",), read_mounts, timing.mountinfo))
         for child in quick_checks(timing):
             runner.start(child)
-        snapshot = runner.children[0]
         runner.wait([snapshot])
         mounts = next(iter(snapshot.announced("mountinfo")), None)
         for child in mounting_checks(BACKENDS, mounts, timing):
