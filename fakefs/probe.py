@@ -46,7 +46,7 @@ class Timing:
     start at once, so the probe ends by the last deadline plus
     ``kill_grace``, plus a sweep (``sweep`` + ``kill_grace``) when a killed
     check left scratch directories. ``budget`` counts from the start of the
-    process (a loaded machine can take a second to start Python), at most
+    process (a loaded machine can take seconds to start Python), at most
     ``max_startup`` before the checks start: no deadline is later than
     ``budget - reserve``, so the command ends within ``budget`` (the README
     promises under 5 s). ``fakefs probe --budget`` scales them all."""
@@ -57,7 +57,7 @@ class Timing:
     mountinfo: float = 1.0  # the mounting checks wait for it
     kill_grace: float = 0.2  # after SIGKILL, how long to wait for the child to be gone
     sweep: float = 0.5
-    max_startup: float = 1.0
+    max_startup: float = 2.0
 
     @classmethod
     def for_budget(cls, budget: float) -> "Timing":
