@@ -196,9 +196,10 @@ def idle_seconds() -> float:
 # - Above, by what the CPUs did out of tasks yet not idle: early boot before
 #   the idle accounting starts, then interrupts and the way into and out of
 #   idle, while idle. 2.8 s at 8 minutes of uptime (420 s idle), between
-#   +2.2 and +2.8 s all along after; in 30 s windows with at least 5 s idle,
-#   0.4 to 4.4% of the idle time (the most with FUSE and gVisor tests:
-#   thousands of short sleeps a second), 3.8% at most over 60 s.
+#   +2.1 and +3.1 s in all 1,634 samples after; in 30 s windows with at
+#   least 5 s idle, 0.4 to 4.4% of the idle time (the most with FUSE and
+#   gVisor tests: thousands of short sleeps a second), 3.8% at most over
+#   60 s.
 # - Below, by steal time while idle (subtracted, though the runtime never
 #   had it) and the clocks' rates (sched_clock against CLOCK_MONOTONIC):
 #   under 0.01% of the usage.

@@ -28,10 +28,10 @@ way into and out of idle) and early boot before its idle accounting began,
 minus steal time that fell while idle. user + system, the tick samples, is
 the other candidate; it misses or doubles whatever runs in step with the
 tick (issue 17: 3.8% short of the real root on a CI run). Measured on this
-machine (tests/test_stats.py, ``ROOT_USAGE_*``): the busy time runs 2 to 3 s
-above the real root (early boot), and grows faster than it only while
-CPUs go idle, by up to 4.4% of the idle time; the tick samples ran 0.2 to
-1% below its growth.
+machine (tests/test_stats.py, ``ROOT_USAGE_*``): the busy time ran 2.1 to
+3.1 s above the real root (early boot), and grew faster than it only while
+CPUs went idle, by up to 4.4% of the idle time; the tick samples ran 0.2
+to 1% below its growth.
 """
 
 from __future__ import annotations
