@@ -143,7 +143,8 @@ def test_without_a_limit_every_view_is_the_real_file(backend):
             after = open(real).read()
             assert_same_file(name, before, view, after)
             # a reader in another process too
-            assert_same_file(name, before, reader("read", d, name)[name], open(real).read())
+            r = reader("around", d, name)[name]
+            assert_same_file(name, r["before"], r["view"], r["after"])
 
 
 def test_node_capacity_binds_views_equal_to_the_real_files_where_no_limit_applies():

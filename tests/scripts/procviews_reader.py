@@ -42,6 +42,13 @@ def mode_read(d: str, *names: str) -> dict:
     return {n: read(os.path.join(d, n)) for n in names}
 
 
+def mode_around(d: str, *names: str) -> dict:
+    """Each view in ``d`` with the real file read just before and after it
+    (machine-wide counters move between any two reads)."""
+    return {n: {"before": read(VIEW_PATHS[n]), "view": read(os.path.join(d, n)), "after": read(VIEW_PATHS[n])}
+            for n in names}
+
+
 def mode_loop(d: str, go: str, count: str) -> dict:
     deadline = time.monotonic() + 30
     while not os.path.exists(go):
@@ -137,7 +144,7 @@ def main(argv: list[str]) -> None:
         argv = argv[2:]
     mode, *args = argv
     result = {"read": mode_read, "loop": mode_loop, "hostile": mode_hostile, "tools": mode_tools,
-              "diff": mode_diff}[mode](*args)
+              "diff": mode_diff, "around": mode_around}[mode](*args)
     print(json.dumps({"pid": os.getpid(), "result": result}))
 
 
