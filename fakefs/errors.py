@@ -11,5 +11,10 @@ class CliError(Exception):
         self.code = code
 
 
-class MountError(Exception):
+class Reason(Exception):
+    """A one-line reason for the user, without the prefix: the CLI shows it
+    as ``fakefs: <reason>``."""
+
+
+class MountError(Reason):
     """A one-line reason a mount could not be made (no prefix)."""

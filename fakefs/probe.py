@@ -165,19 +165,9 @@ def check_dev_fuse() -> dict:
 
 
 def detect_gvisor() -> dict:
-    buf = ctypes.create_string_buffer(1 << 16)
-    n = _libc.klogctl(3, buf, len(buf))  # SYSLOG_ACTION_READ_ALL
-    if n > 0 and b"gVisor" in buf.raw[:n]:
-        return check(True, "the kernel log says \"Starting gVisor...\"")
-    try:
-        with open("/proc/version") as f:
-            version = f.read()
-    except OSError:
-        version = ""
-    # gVisor's fixed /proc/version (4.4.0, built "Sun Jan 10 15:06:54 PST 2016").
-    if "4.4.0 #1 SMP Sun Jan 10 15:06:54 PST 2016" in version:
-        return check(True, "/proc/version is gVisor's fixed 4.4.0 string")
-    return check(False, f"not gVisor: {version.strip() or 'no /proc/version'}")
+    from fakefs.host.gvisor import gvisor_evidence
+
+    return check(*gvisor_evidence())
 
 
 def check_openat2() -> dict:
@@ -938,19 +928,45 @@ def _controller_stop(checks: dict, ctrl: str, error: str, unknown: list[str]) ->
                  f"tmpfs or fuse, consumers look for fstype cgroup)", None)
 
 
-def _summarise(stops: list[dict], notes: list[str], unknown: list[str]) -> dict:
+def _summarise(stops: list[dict], notes: list[str], unknown: list[str], auto: str | None,
+               settings: list[dict]) -> dict:
     """``runs``: false at the first unfixable stop; null when nothing known
-    stops it but a check it depends on has no verdict."""
+    stops it but a check it depends on has no verdict. Without a usable
+    backend, fakefs run/apply cannot be relied on to fix anything."""
+    if auto is None:
+        stops = [dict(s, fixed_by=None) for s in stops]
     blockers = [s for s in stops if s["fixed_by"] is None]
     if unknown:
         notes.append("not known here, its check has no verdict: " + "; ".join(unknown))
     runs = False if blockers else (None if unknown else True)
-    return {"runs": runs, "stops": stops, "first_blocker": blockers[0] if blockers else None, "notes": notes}
+    return {"runs": runs, "stops": stops, "first_blocker": blockers[0] if blockers else None, "notes": notes,
+            "settings": settings}
 
 
 def _layout(checks: dict, unknown: list[str]) -> str | None:
     c = _answered(checks, "cgroup_layout", "the cgroup layout", unknown)
     return c["detail"]["layout"] if c else None
+
+
+def _setting(name: str, value: str, why: str, **how: str) -> dict:
+    """A setting a launcher must pass, with the ways to pass it (``how``:
+    e.g. ``flag``, ``config``, ``k3s``, ``containerd``)."""
+    return {"name": name, "value": value, "why": why, **how}
+
+
+# kubelet 1.35 and later refuse any cgroup v1 layout unless told otherwise;
+# fakefs's trees are cgroup v1 (statfs of /sys/fs/cgroup is not cgroup2's).
+FAIL_CGROUP_V1 = _setting(
+    "failCgroupV1", "false",
+    "kubelet >= 1.35 (k3s >= v1.35) refuses to start on a cgroup v1 layout unless failCgroupV1 is false; "
+    "this layout (and any fake tree at /sys/fs/cgroup) is cgroup v1 to it",
+    flag="--fail-cgroupv1=false", config="failCgroupV1: false", k3s="--kubelet-arg=fail-cgroupv1=false",
+    applies_to="kubelet >= 1.35")
+NO_NEW_KEYRING = _setting(
+    "noNewKeyring", "true",
+    "joining a session keyring is a syscall this sandbox refuses: no file can fix it",
+    flag="runc run --no-new-keyring", containerd="NoNewKeyring = true (runc runtime options)",
+    applies_to="runc")
 
 
 def predict_kubelet(checks: dict, auto: str | None) -> dict:
@@ -982,7 +998,8 @@ def predict_kubelet(checks: dict, auto: str | None) -> dict:
         notes.append("openat2 is missing: the cgroup library kubelet vendors (runc's) refuses any cgroup file "
                      "that is not on cgroupfs (\"not a cgroup file\"), so fake files below authentic "
                      "mounts cannot be used")
-    return _summarise(stops, notes, unknown)
+    settings = [] if layout == "v2" else [FAIL_CGROUP_V1]
+    return _summarise(stops, notes, unknown, auto, settings)
 
 
 def predict_runc(checks: dict, auto: str | None) -> dict:
@@ -1006,13 +1023,15 @@ def predict_runc(checks: dict, auto: str | None) -> dict:
             # discovers hierarchies through mountinfo, and finds no fake one.
             notes.append("openat2 is missing: runc refuses every cgroup file that is not on cgroupfs "
                          "(\"not a cgroup file\"), so it can only use authentic controllers here")
+    settings = []
     keyring = _answered(checks, "session_keyring", "the session keyring", unknown)
     if keyring is not None and not keyring["ok"]:
         stops.append(_stop("session keyring", "unable to join session keyring",
                            keyring["reason"] + " (a syscall, not a file)",
                            None))
         notes.append("`runc run --no-new-keyring` avoids the session keyring")
-    return _summarise(stops, notes, unknown)
+        settings.append(NO_NEW_KEYRING)
+    return _summarise(stops, notes, unknown, auto, settings)
 
 
 # -- output -----------------------------------------------------------------------------
@@ -1029,15 +1048,23 @@ def render_text(report: dict) -> str:
         lines.append(f"  {b['name']:<9} {verdict:<11} {b['reason']}")
     lines.append(f"  auto uses: {report['auto_backend'] or 'nothing (no backend works here)'}")
     for name, pred in report["consumers"].items():
-        verdict = {True: "nothing stops it that fakefs does not fix",
-                   None: "nothing known stops it, but some checks have no verdict (see the notes)"}
-        lines += ["", f"{name}: " + (verdict[pred["runs"]] if pred["first_blocker"] is None else
-                                     f"stops at: {pred['first_blocker']['error']}")]
+        if pred["first_blocker"] is not None:
+            verdict = f"stops at: {pred['first_blocker']['error']}"
+        elif pred["runs"] is None:
+            verdict = "nothing known stops it, but some checks have no verdict (see the notes)"
+        elif not report["auto_backend"]:
+            verdict = "none of the checked files and hierarchies is missing, but fakefs itself cannot work here"
+        else:
+            verdict = "nothing stops it that fakefs does not fix"
+        lines += ["", f"{name}: {verdict}"]
         for s in pred["stops"]:
             how = f"fixed by {s['fixed_by']}" if s["fixed_by"] else "NOT fixable here"
             lines.append(f"  - {s['what']}: \"{s['error']}\" - {how} ({s['why']})")
         for n in pred["notes"]:
             lines.append(f"  note: {n}")
+        for setting in pred["settings"]:
+            how = setting.get("k3s") or setting.get("flag")
+            lines.append(f"  set: {setting['name']}={setting['value']} ({how}): {setting['why']}")
     return "\n".join(lines)
 
 

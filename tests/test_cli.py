@@ -105,27 +105,6 @@ def test_sigterm_unmounts_cleanly(target):
     assert all(m["target"] != target for m in json.loads(fakefs("status", "--json").stdout)["mounts"])
 
 
-def test_system_path_needs_private_namespace():
-    require_root_and_fuse()
-    # The test session runs in a namespace fakefs made, so this is allowed here;
-    # without that marker the same command is refused.
-    env = {k: v for k, v in os.environ.items() if k != "FAKEFS_PRIVATE_MNTNS"}
-    import subprocess, sys
-    res = subprocess.run([sys.executable, "-m", "fakefs", "mount", "/sys/fs/cgroup"], env=env,
-                         capture_output=True, text=True)
-    if os.readlink("/proc/self/ns/mnt") == _pid1_ns():
-        assert "refusing" in one_line_error(res)
-    else:
-        pytest.skip("PID 1 is in another namespace: the guard cannot tell")
-
-
-def _pid1_ns():
-    try:
-        return os.readlink("/proc/1/ns/mnt")
-    except OSError:
-        return os.readlink("/proc/self/ns/mnt")  # unreadable: treated as the host's
-
-
 def test_usage_errors_are_short():
     res = fakefs("frobnicate")
     assert res.returncode == 2 and "Traceback" not in res.stderr
@@ -151,3 +130,81 @@ def test_root_defaults_are_this_machine_and_overridable(target):
     finally:
         fakefs("umount", target)
     assert "CPU list" in one_line_error(fakefs("mount", target, "--cpus", "x-y"))
+
+
+def test_every_subcommand_says_when_it_needs_root(tmp_path):
+    """As another user: no false "everything unmounted" or "nothing
+    mounted", no plan other than root's; the privilege it misses, non-zero."""
+    import subprocess, sys
+    commands = [["umount", "--all"], ["umount", str(tmp_path)], ["status"], ["status", "--json"],
+                ["apply", "kubelet"], ["apply", "kubelet", "--dry-run"], ["run", "--", "true"],
+                ["mount", str(tmp_path)]]
+    # Import as root, then drop privileges: the venv lives under /root.
+    code = ("import json, os, sys, io, contextlib; import fakefs.cli, fakefs.runtime.daemons, fakefs.runtime.serving,"
+            " fakefs.model.tree, fakefs.manager.run, fakefs.runtime.journal;"
+            "fakefs.cli._parser().format_help();"
+            "os.setgid(65534); os.setuid(65534); out = []\n"
+            "for argv in json.loads(sys.argv[1]):\n"
+            "    e = io.StringIO()\n"
+            "    with contextlib.redirect_stderr(e): rc = fakefs.cli.main(argv)\n"
+            "    out.append([argv, rc, e.getvalue()])\n"
+            "print(json.dumps(out))")
+    require_root_and_fuse()
+    res = subprocess.run([sys.executable, "-c", code, json.dumps(commands)], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    for argv, rc, err in json.loads(res.stdout):
+        assert rc != 0 and err.startswith("fakefs: must run as root") and err.count("\n") == 1, (argv, rc, err)
+
+
+def test_mount_and_status_say_what_they_did(target):
+    res = fakefs("mount", target)
+    assert res.returncode == 0, res.stderr
+    [entry] = [m for m in json.loads(fakefs("status", "--json").stdout)["mounts"] if m["target"] == target]
+    assert res.stdout == f"fakefs: mounted cgroup at {target} (backend fuse, pid {entry['pid']})\n"
+    header, *rows = fakefs("status").stdout.splitlines()
+    assert header.split() == ["TARGET", "TREE", "BACKEND", "PID", "STATE", "LOG"]
+    [row] = [r for r in rows if r.split()[0] == target]
+    assert row.split() == [target, "cgroup", "fuse", str(entry["pid"]), "running", entry["log"]]
+    assert os.path.exists(entry["log"])
+    assert fakefs("umount", target).stdout == f"fakefs: unmounted {target}\n"
+    assert not os.path.exists(entry["log"])  # a clean stop keeps no log
+
+
+def test_umount_of_a_path_that_does_not_exist(target):
+    res = fakefs("umount", target + "/typo")
+    assert "nothing mounted at" in one_line_error(res) and "no such file or directory" in res.stderr
+    res = fakefs("umount", target)
+    assert res.returncode == 0 and res.stdout == f"fakefs: nothing mounted at {target}\n"
+
+
+def test_hierarchy_errors_are_said_once_before_any_backend(target):
+    for specs, says in ((["cpu", "cpu,cpuacct"], "controller cpu in two hierarchies"),
+                        (["cpu,bogus"], "unknown cgroup controller 'bogus' (known: blkio, cpu, cpuacct")):
+        args = [a for spec in specs for a in ("--hierarchy", spec)]
+        err = one_line_error(fakefs("mount", target, *args))
+        assert err.startswith(f"fakefs: --hierarchy: {says}"), err
+        assert "backend" not in err and "passed over" not in err
+    assert not is_mounted(target)
+
+
+def test_apply_json_needs_dry_run():
+    require_root_and_fuse()
+    assert "use it with --dry-run" in one_line_error(fakefs("apply", "kubelet", "--json"))
+
+
+def test_every_option_has_help_and_backends_are_listed():
+    import argparse
+    from fakefs.cli import _parser
+
+    sub = next(a for a in _parser()._actions if isinstance(a, argparse._SubParsersAction))
+    for name, parser in sub.choices.items():
+        for action in parser._actions:
+            assert action.help, (name, action.dest)
+        text = " ".join(parser.format_help().split())
+        if any("--backend" in a.option_strings for a in parser._actions):
+            assert "auto, fuse, fuse-raw, tmpfs" in text, name
+    assert "default: /sys/fs/cgroup" in " ".join(sub.choices["mount"].format_help().split())
+    assert "default: /sys/fs/cgroup" in sub.choices["umount"].format_help()
+    assert "default: kubelet" in " ".join(sub.choices["run"].format_help().split())
+    assert "where fakefs mounts:" in sub.choices["mount"].format_help()
+    assert "exit status" in sub.choices["run"].format_help()

@@ -143,8 +143,9 @@ cat /tmp/fakefs-ro-probe.json; rm /tmp/fakefs-ro-probe.json
     res = _in_new_ns(script)
     assert res.returncode == 0, res.stdout + res.stderr
     lines = res.stdout.splitlines()
-    assert lines[0] == "['cgroup.clone_children', 'cgroup.procs']"
-    report = json.loads("\n".join(lines[2:]))
+    assert lines[0].startswith("fakefs: mounted cgroup at /sys/fs/cgroup (backend tmpfs, pid ")
+    assert lines[1] == "['cgroup.clone_children', 'cgroup.procs']"
+    report = json.loads("\n".join(lines[3:]))
     c = report["checks"]["sys_fs_cgroup"]
     assert c["ok"] is True and c["detail"]["read_only"] is True and "read-only" in c["reason"]
 
@@ -324,3 +325,38 @@ def test_predictions_for_gvisor():
     # memory missing: kubelet's cgroup manager cannot find it.
     checks = gvisor_checks(**{"cgroup_v1:memory": check(False, "EINVAL", state="missing")})
     assert "required subsystem: memory" in predict_kubelet(checks, "tmpfs")["first_blocker"]["error"]
+
+
+def test_no_backend_means_fakefs_fixes_nothing():
+    """Where no backend is usable, no stop is claimed fixed and the text
+    never says that nothing stops kubelet or runc."""
+    from fakefs.probe import render_text
+
+    checks = gvisor_checks()
+    for predict in (predict_kubelet, predict_runc):
+        pred = predict(checks, None)
+        assert not pred["runs"] and all(s["fixed_by"] is None for s in pred["stops"])
+    # nothing missing for runc, but still no backend: not "nothing stops it"
+    quiet = gvisor_checks(**{"sysctl:kernel/cap_last_cap": check(True, "reads 40"),
+                             "cgroup_v1:devices": check(True, "mounted", state="mounted"),
+                             "session_keyring": check(True, "ok")})
+    report = {"elapsed_s": 1.0, "gvisor": True, "checks": {"gvisor": check(True, "gVisor")}, "backends": [],
+              "auto_backend": None,
+              "consumers": {"kubelet": predict_kubelet(quiet, None), "runc": predict_runc(quiet, None)}}
+    assert report["consumers"]["runc"]["runs"]
+    text = render_text(report)
+    assert "nothing stops it" not in text
+    assert "runc: none of the checked files and hierarchies is missing, but fakefs itself cannot work here" in text
+
+
+def test_consumers_name_the_settings_a_launcher_must_pass():
+    checks = gvisor_checks()
+    kubelet = predict_kubelet(checks, "fuse-raw")
+    [setting] = kubelet["settings"]
+    assert (setting["name"], setting["value"]) == ("failCgroupV1", "false")
+    assert setting["k3s"] == "--kubelet-arg=fail-cgroupv1=false" and setting["flag"] == "--fail-cgroupv1=false"
+    runc = predict_runc(checks, "fuse-raw")
+    assert [s["name"] for s in runc["settings"]] == ["noNewKeyring"]
+    # a cgroup v2 host: kubelet uses v2, nothing to set
+    v2 = gvisor_checks(cgroup_layout=check(True, "v2", layout="v2"))
+    assert predict_kubelet(v2, "fuse")["settings"] == []

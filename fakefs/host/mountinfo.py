@@ -16,6 +16,7 @@ class Mount:
     fstype: str
     source: str
     super_options: str
+    device: str = ""  # major:minor of the file system (a bind mount shares its source's)
 
 
 def _unescape(text: str) -> str:
@@ -32,6 +33,7 @@ def read_mounts(path: str = "/proc/self/mountinfo") -> list[Mount]:
                 mount_id=int(fields[0]), parent_id=int(fields[1]), root=_unescape(fields[3]),
                 mountpoint=_unescape(fields[4]), fstype=fields[sep + 1],
                 source=_unescape(fields[sep + 2]), super_options=fields[sep + 3] if len(fields) > sep + 3 else "",
+                device=fields[2],
             ))
     return mounts
 

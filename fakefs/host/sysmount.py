@@ -166,7 +166,8 @@ def unshare_mount_namespace(make_private: bool = True) -> None:
     harmless because its mounts do not propagate anyway."""
     _check(_libc.unshare(CLONE_NEWNS), "unshare(CLONE_NEWNS)")
     # Remember (for this process and its children) that fakefs made this
-    # namespace: mounting over system paths is then safe.
+    # namespace: its mounts hide nothing from the init system (hiding.py),
+    # and gVisor's namespaces, which have no ns links, get a name.
     try:
         os.environ[PRIVATE_NS_ENV] = os.readlink("/proc/self/ns/mnt")
     except FileNotFoundError:
@@ -181,22 +182,3 @@ def unshare_mount_namespace(make_private: bool = True) -> None:
 
 
 PRIVATE_NS_ENV = "FAKEFS_PRIVATE_MNTNS"
-
-
-def in_private_mount_namespace() -> bool:
-    """True only when we can tell this is not the host's mount namespace:
-    fakefs created it (recorded in the environment), or PID 1's namespace is
-    readable and differs. When in doubt, the answer is False (not safe)."""
-    try:
-        mine = os.readlink("/proc/self/ns/mnt")
-    except FileNotFoundError:
-        # No namespace links (gVisor): only a namespace fakefs made counts.
-        return os.environ.get(PRIVATE_NS_ENV, "").startswith("anon-")
-    except OSError:
-        return False
-    if os.environ.get(PRIVATE_NS_ENV) == mine:
-        return True
-    try:
-        return os.readlink("/proc/1/ns/mnt") != mine
-    except OSError:
-        return False

@@ -10,6 +10,7 @@ from fakefs.runtime import registry
 from fakefs.runtime.serving import MountRequest
 from fakefs.errors import CliError
 from fakefs.runtime.daemons import is_stale, start, stop
+from fakefs.host.hiding import refusal
 from fakefs.host.sysmount import MS_NODEV, MS_NOEXEC, MS_NOSUID, bind, mount, umount
 from fakefs.runtime import journal
 from fakefs.manager.plan import NO_CHANGE, Plan, Step
@@ -51,10 +52,37 @@ def _do(step: Step, plan: Plan) -> dict | None:
         request = MountRequest(target=t, tree=step.options["tree"], backend=step.options.get("backend", "auto"),
                                hierarchies=step.options.get("hierarchies"), extra=extra,
                                subtree_of=step.options.get("subtree_of"))
-        start(request)
+        try:
+            start(request)
+        except BaseException:
+            os.unlink(spec_path)  # nothing else of this step is left to undo
+            raise
         rec = registry.load(t)
         return {"undo": "stop-daemon", "pid": rec.pid if rec else 0, "spec": spec_path}
     raise CliError(f"fakefs: unknown plan step {a!r}")
+
+
+MOUNTING_STEPS = ("mount-tmpfs", "mount-cgroup", "bind")
+
+
+def _below(path: str, top: str) -> bool:
+    return path == top or path.startswith(top.rstrip("/") + "/")
+
+
+def plan_refusal(plan: Plan) -> str | None:
+    """Why applying ``plan`` here is refused (fakefs/host/hiding.py: what
+    its mounts would hide from the running system), or None. Not counted:
+    mounts in the plan's own staging directory, merged views (they show
+    every real entry of what they cover), and authentic mounts the plan
+    puts back where they were (stashed, then bound at their mount point)."""
+    binds = [s for s in plan.steps if s.action == "bind"]
+    put_back = frozenset(b.target for b in binds
+                         if any(o.source == b.target and o.target == b.source for o in binds))
+    views = [s.target for s in plan.steps if s.action == "start-daemon" and s.options.get("tree") == "overlay"]
+    covered = [s.target for s in plan.steps
+               if s.action in MOUNTING_STEPS and not _below(s.target, plan.stage)
+               and not (s.action == "bind" and any(_below(s.source, v) for v in views))]
+    return refusal(covered, keep=put_back)
 
 
 def _undo_one(entry: dict) -> str | None:

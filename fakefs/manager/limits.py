@@ -3,39 +3,45 @@
 Programs such as libuv (node's ``process.constrainedMemory()``), the JVM or
 .NET find their limits by path: the line of ``/proc/self/cgroup`` for a
 controller gives the cgroup, and ``/sys/fs/cgroup/<controller>/<path>/``
-holds its files. ``fakefs run`` does not move the command anywhere (it may
-not touch real cgroups); it creates the command's own cgroup paths in the
-fake hierarchies it mounted, writes the limits there through the fake's
+holds its files. ``fakefs run`` creates the command's own cgroup paths in
+the fake hierarchies it mounted, writes the limits there through the fake's
 kernel rules (exactly as an administrator would on cgroupfs), and puts the
-command in them before it starts.
+command in them before it starts. It never writes a limit to a real cgroup.
 
 Limits (Docker's meaning):
 
-* ``memory=SIZE``: memory.limit_in_bytes (memparse: ``512M``, ``1G``, bytes);
+* ``memory=SIZE``: memory.limit_in_bytes, in bytes or with Docker's units
+  (``512m``, ``512MiB``, ``1.5G``: k, m, g, t, p are powers of 1024), at
+  least one page;
 * ``cpus=N``: cpu.cfs_quota_us = N * cpu.cfs_period_us, with the period at
-  its default 100000 us (``cpus=1.5`` is 150000/100000).
+  its default 100000 us (``cpus=1.5`` is 150000/100000);
+* ``pids=N``: pids.max.
 
-A hierarchy in which the command sits at the root (this VM's ``cpu:/``)
-cannot hold a limit: cgroup v1 has no quota or memory limit on the root
-cgroup (writes are EINVAL there), so what a program reads there is the
-kernel's "unlimited". fakefs says so on stderr and leaves it.
+cgroup v1 has no limit on a root cgroup (writes are EINVAL there), so where
+the command would sit at the root of a real hierarchy (``cpu:/`` on a host,
+everything in gVisor) ``fakefs run`` gives it a fresh real child cgroup
+first (fakefs/host/realcgroups.py); the fake shows that child with the limit.
 """
 
 from __future__ import annotations
 
 import os
-import sys
+import re
 from dataclasses import dataclass
 
-from fakefs.model.errors import KernelError
-from fakefs.model.kparse import memparse
-from fakefs.model.procviews import parse_proc_cgroup
-from fakefs.host.mountinfo import read_mounts
 from fakefs.errors import CliError
+from fakefs.host.mountinfo import visible_mounts
+from fakefs.host.realcgroups import own_cgroups, read_own_cgroups, write_file
+from fakefs.runtime import registry
 
 CFS_PERIOD_US = 100000  # the kernel's default period (default_cfs_period)
 MIN_CFS_QUOTA_US = 1000  # tg_set_cfs_bandwidth: min_cfs_quota_period
-KNOWN = ("memory", "cpus")
+PID_MAX_LIMIT = 4 * 1024 * 1024  # include/linux/threads.h: PIDS_MAX is PID_MAX_LIMIT + 1
+KNOWN = ("memory", "cpus", "pids")
+# Docker's --memory grammar (go-units RAMInBytes): a number, an optional
+# space, a unit letter, an optional "i" and an optional "b"; binary units.
+_SIZE = re.compile(r"(\d+(?:\.\d+)?) ?(?:([kmgtp])i?b?|b)?", re.IGNORECASE)
+_UNIT_SHIFT = {"k": 10, "m": 20, "g": 30, "t": 40, "p": 50}
 
 
 @dataclass(frozen=True)
@@ -46,6 +52,15 @@ class Setting:
     why: str
 
 
+def parse_size(value: str) -> int | None:
+    """Docker's memory sizes: ``512m``, ``512MiB``, ``1.5G``, ``1048576``."""
+    m = _SIZE.fullmatch(value)
+    if m is None:
+        return None
+    number, unit = m.group(1), (m.group(2) or "").lower()
+    return int(float(number) * (1 << _UNIT_SHIFT[unit])) if unit else int(float(number))
+
+
 def parse_limit(spec: str) -> tuple[str, str]:
     """``"memory=512M"`` -> ("memory", "536870912"); one-line errors."""
     key, sep, value = spec.partition("=")
@@ -53,12 +68,14 @@ def parse_limit(spec: str) -> tuple[str, str]:
     if not sep or not value:
         raise CliError(f"fakefs: --limit {spec!r}: expected KEY=VALUE ({', '.join(KNOWN)})")
     if key == "memory":
-        try:
-            size, rest = memparse(value)
-        except KernelError:
-            size, rest = 0, value
-        if rest or size <= 0:
-            raise CliError(f"fakefs: --limit memory={value}: not a size (bytes, or with K, M, G, T)")
+        size = parse_size(value)
+        if size is None:
+            raise CliError(f"fakefs: --limit memory={value}: not a size (bytes, or a number with k, m, g, t, "
+                           "e.g. 512m, 512MiB, 1.5G)")
+        page = os.sysconf("SC_PAGE_SIZE")
+        if size < page:
+            raise CliError(f"fakefs: --limit memory={value}: {size} bytes is below one page ({page} bytes); "
+                           "the kernel would keep a limit of 0")
         return key, str(size)
     if key == "cpus":
         try:
@@ -69,6 +86,10 @@ def parse_limit(spec: str) -> tuple[str, str]:
         if not cpus == cpus or quota < MIN_CFS_QUOTA_US or cpus > 1 << 20:
             raise CliError(f"fakefs: --limit cpus={value}: must be between 0.01 and {1 << 20}")
         return key, str(quota)
+    if key == "pids":
+        if not value.isdigit() or not 1 <= int(value) <= PID_MAX_LIMIT:
+            raise CliError(f"fakefs: --limit pids={value}: must be a whole number from 1 to {PID_MAX_LIMIT}")
+        return key, str(int(value))
     raise CliError(f"fakefs: --limit {key}: unknown limit (known: {', '.join(KNOWN)})")
 
 
@@ -88,18 +109,21 @@ def settings(limits: dict[str, str]) -> list[Setting]:
     if "cpus" in limits:
         out.append(Setting("cpu", "cpu.cfs_period_us", str(CFS_PERIOD_US), "cpus"))
         out.append(Setting("cpu", "cpu.cfs_quota_us", limits["cpus"], "cpus"))
+    if "pids" in limits:
+        out.append(Setting("pids", "pids.max", limits["pids"], "pids"))
     return out
 
 
-def own_cgroups(text: str) -> dict[str, str]:
-    """/proc/self/cgroup -> {controller or name=X: path} (v1 lines only)."""
-    return parse_proc_cgroup(text)
+def controllers(limits: dict[str, str]) -> list[str]:
+    """The controllers whose hierarchies hold these limits."""
+    return list(dict.fromkeys(s.controller for s in settings(limits)))
 
 
 def _mount_of(path: str):
-    """The mount that serves ``path`` (the last, deepest one)."""
+    """The mount that serves ``path`` (the deepest visible one: mounts the
+    fake tree covers, e.g. real hierarchies run mounted first, do not count)."""
     best = None
-    for m in read_mounts():
+    for m in visible_mounts():
         mp = m.mountpoint.rstrip("/") or "/"
         if path == mp or path.startswith(mp.rstrip("/") + "/"):
             if best is None or len(mp) >= len(best.mountpoint.rstrip("/") or "/"):
@@ -108,32 +132,28 @@ def _mount_of(path: str):
 
 
 def is_fake(path: str) -> bool:
+    """Served by a fakefs daemon of this namespace: its file system is the
+    one mounted at a registered target (gVisor names no FUSE source or
+    subtype, so the device is what tells)."""
     m = _mount_of(os.path.realpath(path))
-    return m is not None and m.source == "fakefs"
+    if m is None:
+        return False
+    targets = {r.target for r in registry.all_records()}
+    return m.device in {x.device for x in visible_mounts() if x.mountpoint in targets}
 
 
 def _dir_of(target: str, key: str) -> str:
     return os.path.join(target, key[5:] if key.startswith("name=") else key)
 
 
-def _write(path: str, value: str) -> None:
-    fd = os.open(path, os.O_WRONLY)
-    try:
-        os.write(fd, value.encode())
-    finally:
-        os.close(fd)
-
-
-def prepare(limits: dict[str, str], target: str = "/sys/fs/cgroup", self_cgroup: str | None = None,
-            warn=lambda msg: print(msg, file=sys.stderr)) -> list[str]:
-    """Create this process's cgroup paths in every fake hierarchy under
-    ``target`` and set ``limits`` there. Returns the cgroup.procs files the
-    command should join. Never writes a real cgroup: a limit whose
-    hierarchy is authentic here is an error."""
-    if self_cgroup is None:
-        with open("/proc/self/cgroup") as f:
-            self_cgroup = f.read()
-    own = own_cgroups(self_cgroup)
+def prepare(limits: dict[str, str], target: str = "/sys/fs/cgroup", own: dict[str, str] | None = None) -> list[str]:
+    """Create the command's cgroup paths (``own``: {controller: path} as its
+    /proc/self/cgroup will say; default: this process's) in every fake
+    hierarchy under ``target`` and set ``limits`` there. Returns the
+    cgroup.procs files the command should join. Never writes a real cgroup:
+    a limit whose hierarchy is authentic here is an error."""
+    if own is None:
+        own = own_cgroups(read_own_cgroups())
     procs: list[str] = []
     for key, path in sorted(own.items()):
         hdir = _dir_of(target, key)
@@ -145,7 +165,6 @@ def prepare(limits: dict[str, str], target: str = "/sys/fs/cgroup", self_cgroup:
         except OSError as exc:
             raise CliError(f"fakefs: cannot create {cg} in the fake tree: {exc.strerror}") from None
         procs.append(os.path.join(os.path.realpath(cg), "cgroup.procs"))
-    warned: set[str] = set()
     for s in settings(limits):
         hdir = _dir_of(target, s.controller)
         path = own.get(s.controller)
@@ -155,15 +174,11 @@ def prepare(limits: dict[str, str], target: str = "/sys/fs/cgroup", self_cgroup:
             raise CliError(f"fakefs: --limit {s.why}: {hdir} is not a fakefs hierarchy here "
                            f"(use a profile that fakes {s.controller}, e.g. cgroup-v1-fake)")
         if path in ("/", ""):
-            if s.why in warned:
-                continue
-            warned.add(s.why)
-            warn(f"fakefs: --limit {s.why}: this process is in the root {s.controller} cgroup, where cgroup v1 "
-                 f"keeps no limit; programs reading {s.controller} limits by path see none")
-            continue
+            raise CliError(f"fakefs: --limit {s.why}: the command would sit in the root {s.controller} cgroup, "
+                           f"where cgroup v1 keeps no limit, and no child cgroup of it could be made here")
         file = os.path.join(hdir, path.lstrip("/"), s.file)
         try:
-            _write(file, s.value)
+            write_file(file, s.value)
         except OSError as exc:
             raise CliError(f"fakefs: --limit {s.why}: writing {s.value} to {file}: {exc.strerror}") from None
     return list(dict.fromkeys(procs))
@@ -175,6 +190,6 @@ def join(procs_files: list[str]) -> None:
     me = str(os.getpid())
     for path in procs_files:
         try:
-            _write(path, me)
+            write_file(path, me)
         except OSError:
             pass  # membership is a courtesy for statistics; limits are already in place

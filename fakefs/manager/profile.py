@@ -1,4 +1,11 @@
-"""Profiles: TOML files in ``mounts/`` saying what a consumer needs.
+"""Profiles: TOML files saying what a consumer needs.
+
+Where they are found, first match wins: the directories of ``--profiles DIR``
+and then of ``$FAKEFS_PROFILES`` (``:``-separated), the user's own; then the
+profiles shipped inside the package (``fakefs/profiles/``, read through
+``importlib.resources``, so an installed wheel has them too). A user profile
+with a shipped profile's name replaces it, also where another profile
+includes it.
 
 Schema (every key optional)::
 
@@ -33,23 +40,46 @@ Schema (every key optional)::
 from __future__ import annotations
 
 import os
+import pathlib
 import tomllib
 from dataclasses import dataclass, field
+from importlib import resources
 
+from fakefs.errors import Reason
 from fakefs.model.errors import KernelError
 from fakefs.model.tree import parse_hierarchy_spec
 
 
-class ProfileError(Exception):
+class ProfileError(Reason):
     """A one-line description of what is wrong with a profile."""
 
 
-def profiles_dir() -> str:
-    env = os.environ.get("FAKEFS_PROFILES")
-    if env:
-        return env
-    here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    return os.path.join(here, "mounts")
+PROFILES_ENV = "FAKEFS_PROFILES"
+
+
+def user_dirs() -> list[str]:
+    """The user's profile directories, searched before the shipped ones
+    (``--profiles DIR`` puts DIR in front of this variable)."""
+    return [d for d in os.environ.get(PROFILES_ENV, "").split(os.pathsep) if d]
+
+
+def add_user_dir(path: str) -> None:
+    """``--profiles DIR``: searched first, also by the processes fakefs starts."""
+    os.environ[PROFILES_ENV] = os.pathsep.join([os.path.abspath(path)] + user_dirs())
+
+
+def shipped_dir():
+    """The profiles installed with the package (a Traversable)."""
+    return resources.files("fakefs") / "profiles"
+
+
+def _search_path() -> list:
+    dirs = []
+    for d in user_dirs():
+        if not os.path.isdir(d):
+            raise ProfileError(f"profile directory {d} ({PROFILES_ENV} or --profiles) is not a directory")
+        dirs.append(pathlib.Path(d))
+    return dirs + [shipped_dir()]
 
 
 @dataclass
@@ -81,22 +111,40 @@ class Profile:
 _TOP_KEYS = {"description", "include", "cgroup", "procsys", "files", "limits", "procviews"}
 
 
-def available() -> list[str]:
+def _entries(directory) -> list:
     try:
-        return sorted(n[:-5] for n in os.listdir(profiles_dir()) if n.endswith(".toml"))
+        return [e for e in directory.iterdir() if e.name.endswith(".toml") and e.is_file()]
     except OSError:
         return []
+
+
+def available() -> list[str]:
+    return sorted({e.name[:-5] for d in _search_path() for e in _entries(d)})
+
+
+def find(name: str):
+    """The file of profile ``name`` (a path to a .toml file is taken as is)."""
+    if name.endswith(".toml") and os.sep in name:
+        return pathlib.Path(name) if os.path.isfile(name) else None
+    if not name or os.sep in name or name.startswith("."):
+        return None
+    for d in _search_path():
+        candidate = d / f"{name}.toml"
+        if candidate.is_file():
+            return candidate
+    return None
 
 
 def load(name: str, _seen: tuple[str, ...] = ()) -> Profile:
     if name in _seen:
         raise ProfileError(f"profile {name}: include cycle {' -> '.join(_seen + (name,))}")
-    path = name if name.endswith(".toml") and os.sep in name else os.path.join(profiles_dir(), f"{name}.toml")
-    if not os.path.exists(path):
+    path = find(name)
+    if path is None:
         raise ProfileError(f"no profile {name!r} (available: {', '.join(available()) or 'none'})")
     try:
-        with open(path, "rb") as f:
-            data = tomllib.load(f)
+        data = tomllib.loads(path.read_bytes().decode())
+    except OSError as exc:
+        raise ProfileError(f"profile {name}: cannot read {path}: {exc.strerror}") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         # tomllib decodes the bytes itself: non-UTF-8 input is not a TOMLDecodeError
         raise ProfileError(f"profile {name}: {exc}") from None

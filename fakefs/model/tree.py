@@ -90,10 +90,25 @@ def parse_hierarchy_spec(spec: str) -> tuple[list[str], str | None]:
         elif part in CONTROLLERS:
             controllers.append(part)
         else:
-            raise einval(f"unknown cgroup controller {part!r}")
+            raise einval(f"unknown cgroup controller {part!r} (known: {', '.join(sorted(CONTROLLERS))}, "
+                         f"or name=NAME)")
     if not controllers and not name:
         raise einval(f"empty hierarchy {spec!r}")
     return controllers, name
+
+
+def parse_hierarchy_specs(specs) -> list[tuple[list[str], str | None]]:
+    """Every spec parsed, and the set checked as the kernel checks mounts: a
+    controller (or a name=) can be in one hierarchy only."""
+    parsed = [parse_hierarchy_spec(spec) for spec in specs]
+    seen: set[str] = set()
+    for names, hname in parsed:
+        keys = set(names) | ({f"name={hname}"} if hname else set())
+        dup = seen.intersection(keys)
+        if dup:
+            raise einval(f"controller {sorted(dup)[0]} in two hierarchies")
+        seen.update(keys)
+    return parsed
 
 
 @dataclass
@@ -131,13 +146,7 @@ class CgroupModel:
         # mirrors the model's values elsewhere (the /proc view copies).
         self.on_change: list = []
         self.mounts: list[MountedHierarchy] = []
-        seen: set[str] = set()
-        for spec in hierarchies:
-            names, hname = parse_hierarchy_spec(spec)
-            dup = seen.intersection(names)
-            if dup:
-                raise einval(f"controller {sorted(dup)[0]} in two hierarchies")
-            seen.update(names)
+        for spec, (names, hname) in zip(hierarchies, parse_hierarchy_specs(hierarchies)):
             h = Hierarchy(self, [CONTROLLERS[n] for n in names], hname, top_is_root=top_is_root)
             dirname = (dirnames or {}).get(spec) or default_dirname(spec)
             if "/" in dirname or dirname in (".", ".."):

@@ -10,18 +10,13 @@ import time
 import traceback
 
 from fakefs.errors import CliError, MountError
-from fakefs.host.sysmount import in_private_mount_namespace, umount
+from fakefs.host.hiding import WAY_OUT, refusal
+from fakefs.host.sysmount import umount
 from fakefs.runtime import registry, rundir, statefile
 from fakefs.runtime.readiness import await_report, reporter
 from fakefs.runtime.registry import fakefs_mounted_at, is_stale
 from fakefs.runtime.serving import MountRequest, serve
 from fakefs.runtime.supervisor import supervise
-
-SYSTEM_PREFIXES = ("/sys", "/proc", "/dev")
-
-
-def is_system_path(path: str) -> bool:
-    return path == "/" or path in SYSTEM_PREFIXES or path.startswith(tuple(p + "/" for p in SYSTEM_PREFIXES))
 
 
 def check_target(target: str, in_place: bool) -> str:
@@ -37,10 +32,10 @@ def check_target(target: str, in_place: bool) -> str:
         raise CliError(f"fakefs: mount target {target} {what}")
     # The mount lands where the symlinks lead: check that place, not the name.
     resolved = os.path.realpath(target)
-    if (is_system_path(target) or is_system_path(resolved)) and not in_private_mount_namespace() and not in_place:
+    why = None if in_place else refusal([resolved])
+    if why:
         shown = target if resolved == target else f"{target} (-> {resolved})"
-        raise CliError(f"fakefs: refusing to mount over system path {shown} in the host's mount namespace "
-                       f"(use `fakefs run` or a private namespace, or pass --in-place)")
+        raise CliError(f"fakefs: refusing to mount over {shown}: {why}; {WAY_OUT}")
     return resolved
 
 
@@ -116,7 +111,19 @@ def _start_background(request: MountRequest) -> int:
         os.waitpid(pid, os.WNOHANG)
     except ChildProcessError:
         pass
-    raise CliError(f"fakefs: {reason or f'daemon exited early (see {request.log})'}")
+    last = last_line(request.log)
+    reason = reason or "daemon exited early"
+    quoted = f", last line: {last}" if last and last not in reason else ""
+    raise CliError(f"fakefs: {reason} (daemon log {request.log}{quoted})")
+
+
+def last_line(path: str) -> str:
+    try:
+        with open(path, errors="replace") as f:
+            lines = [line.strip() for line in f if line.strip()]
+    except OSError:
+        return ""
+    return lines[-1] if lines else ""
 
 
 def stop(target: str, timeout: float = 5.0, forget: bool = False) -> str:
@@ -129,7 +136,10 @@ def stop(target: str, timeout: float = 5.0, forget: bool = False) -> str:
     if record is None and not stale and not fakefs_mounted_at(target):
         if forget and statefile.forget(target):
             return f"fakefs: nothing mounted at {target}; its saved state is discarded"
+        if not os.path.lexists(target):
+            raise CliError(f"fakefs: nothing mounted at {target}: no such file or directory")
         return f"fakefs: nothing mounted at {target}"
+    clean = False  # the daemon stopped when asked: its log says nothing worth keeping
     if record is not None and record.alive:
         # record.pid is the supervisor: it forwards SIGTERM to its server
         # and waits for the unmount (a stop, not a crash).
@@ -139,6 +149,8 @@ def stop(target: str, timeout: float = 5.0, forget: bool = False) -> str:
             time.sleep(0.02)
         if record.alive:
             os.kill(record.pid, signal.SIGKILL)
+        else:
+            clean = not stale
     if record is not None and record.server_pid and record.server_pid != record.pid:
         try:  # the server dies with its supervisor (PDEATHSIG); make sure
             os.kill(record.server_pid, signal.SIGKILL)
@@ -151,6 +163,8 @@ def stop(target: str, timeout: float = 5.0, forget: bool = False) -> str:
             if exc.errno not in (errno.EINVAL, errno.ENOENT):
                 raise CliError(f"fakefs: cannot unmount {target}: {exc.strerror}") from None
     registry.remove(target)
+    if clean and record.log:
+        rundir.remove(record.log)
     if forget:
         statefile.forget(target)
         return f"fakefs: unmounted {target}, saved state discarded"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 
+from fakefs.errors import CliError
 from fakefs.host.mountinfo import mount_namespace_id
 
 
@@ -31,13 +32,40 @@ def namespace_path(kind: str, suffix: str = "", mntns: str | None = None) -> str
     return os.path.join(run_dir(), f"{kind}-{mntns or mount_namespace_id()}{suffix}")
 
 
+def _unusable(reason: str) -> CliError:
+    return CliError(f"fakefs: run directory {run_dir()} ($FAKEFS_RUN_DIR) is not usable: {reason}")
+
+
+def ensure_usable() -> str:
+    """The run directory, made if missing; a one-line error when it cannot
+    hold fakefs's files (the CLI checks it before anything is mounted)."""
+    path = run_dir()
+    if os.path.lexists(path) and not os.path.isdir(path):
+        raise _unusable("not a directory")
+    try:
+        ensure()
+        os.listdir(path)
+    except OSError as exc:
+        raise _unusable(exc.strerror) from None
+    return path
+
+
+def listing() -> list[str]:
+    """The run directory's entries: none when it does not exist yet (nothing
+    was ever mounted), a one-line error when it cannot be read (what it
+    records would be unknown)."""
+    try:
+        return sorted(os.listdir(run_dir()))
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        raise _unusable(exc.strerror) from None
+
+
 def names_of(kind: str, suffix: str, mntns: str | None = None) -> list[str]:
     """The paths of every file of ``kind`` of a mount namespace."""
     prefix = f"{kind}-{mntns or mount_namespace_id()}-"
-    try:
-        names = sorted(os.listdir(run_dir()))
-    except OSError:
-        return []
+    names = listing()
     return [os.path.join(run_dir(), n) for n in names if n.startswith(prefix) and n.endswith(suffix)]
 
 

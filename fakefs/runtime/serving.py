@@ -22,7 +22,8 @@ from fakefs.host.facts import LiveProcessTable, read_host_facts
 from fakefs.host.forkwatch import open_watcher, watch
 from fakefs.host.hostfiles import open_private_handles, real_path
 from fakefs.host.mountinfo import mount_namespace_id
-from fakefs.host.sysmount import attach_mount, clone_mount, in_private_mount_namespace
+from fakefs.host.hiding import shares_init_namespace
+from fakefs.host.sysmount import attach_mount, clone_mount
 from fakefs.host.stats import LiveStats
 from fakefs.model.errors import KernelError
 from fakefs.model.subtree import seed_names, seed_top
@@ -82,11 +83,11 @@ def build_tree(request: MountRequest) -> Tree:
     """The node tree for ``request.tree``, over a model of this machine."""
     state_path = statefile.path_for(request.target)
     # The machine's /proc and cpu/online through private mounts where views
-    # of them may be bound over the real paths (a namespace fakefs made, or
-    # a daemon serving views: one reading a view it serves would wait on
-    # itself). Not in the host's namespace otherwise: the scratch mount
-    # would propagate to its peers, if only for a moment.
-    if in_private_mount_namespace() or request.tree == "procviews" or "procviews" in _spec(request):
+    # of them may be bound over the real paths (a namespace other than the
+    # init system's, or a daemon serving views: one reading a view it serves
+    # would wait on itself). Not in the host's namespace otherwise: the
+    # scratch mount would propagate to its peers, if only for a moment.
+    if not shares_init_namespace() or request.tree == "procviews" or "procviews" in _spec(request):
         open_private_handles()
     if request.tree == "overlay":
         try:
