@@ -112,6 +112,11 @@ class RunCgroups:
                     os.rmdir(where)
                     continue
                 self.mounted.append(where)
+                # systemd's aliases of a co-mounted hierarchy (cpu -> cpu,cpuacct),
+                # which the fake tree's layout then keeps
+                for alias in options.split(",") if "," in options else []:
+                    if not os.path.lexists(os.path.join(target, alias)):
+                        os.symlink(options, os.path.join(target, alias))
                 break
             if controller not in own_cgroups(read_own_cgroups()):
                 problems.append(f"{controller}: no line in /proc/self/cgroup and no hierarchy of it can be "

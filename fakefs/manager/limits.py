@@ -143,7 +143,19 @@ def is_fake(path: str) -> bool:
 
 
 def _dir_of(target: str, key: str) -> str:
-    return os.path.join(target, key[5:] if key.startswith("name=") else key)
+    """The directory of the hierarchy holding ``key`` under ``target``: one
+    named after it (or a symlink, as systemd makes for co-mounted
+    controllers), else one whose name lists it (``cpu,cpuacct``)."""
+    name = key[5:] if key.startswith("name=") else key
+    path = os.path.join(target, name)
+    if not os.path.isdir(path):
+        try:
+            entries = sorted(os.listdir(target))
+        except OSError:
+            entries = []
+        path = next((os.path.join(target, e) for e in entries if name in e.split(",")
+                     and os.path.isdir(os.path.join(target, e))), path)
+    return path
 
 
 def prepare(limits: dict[str, str], target: str = "/sys/fs/cgroup", own: dict[str, str] | None = None) -> list[str]:

@@ -336,12 +336,16 @@ def plan_subtree(profile: Profile, stage: str) -> list[Step]:
     return steps
 
 
-def make_plan(profile: Profile, stage: str, probe=can_mount_cgroup, backend: str = "auto") -> Plan:
+def make_plan(profile: Profile, stage: str, probe=can_mount_cgroup, backend: str = "auto",
+              command_cgroups: dict[str, str] | None = None) -> Plan:
+    """``command_cgroups``: ``fakefs run``'s command will not be in this
+    process's real cgroups but in these ({controller: path}, the children
+    run makes): views rendered as files follow them."""
     steps = [Step("mkdir", stage, "staging directory for this profile (private to this namespace's mounts)")]
     steps += plan_cgroup(profile, stage, probe)
     steps += plan_subtree(profile, stage)
     steps += plan_overlays(profile, stage)
-    steps += plan_procviews(profile, stage, steps, backend)
+    steps += plan_procviews(profile, stage, steps, backend, command_cgroups)
     for step in steps:
         if step.action == "start-daemon":
             step.options["backend"] = backend
@@ -379,7 +383,8 @@ def sandbox_cgroups(text: str | None = None) -> dict[str, str]:
     return {c: own[c] for c in VIEW_CONTROLLERS if c in own}
 
 
-def plan_procviews(profile: Profile, stage: str, steps: list[Step], backend: str = "auto") -> list[Step]:
+def plan_procviews(profile: Profile, stage: str, steps: list[Step], backend: str = "auto",
+                   command_cgroups: dict[str, str] | None = None) -> list[Step]:
     """Steps for ``profile.procviews``; a reader-mode spec may be added to
     the fake cgroup daemon already in ``steps``."""
     if not profile.procviews:
@@ -410,7 +415,8 @@ def plan_procviews(profile: Profile, stage: str, steps: list[Step], backend: str
         # own paths) or the sandbox's.
         copies = os.path.join(stage, "procviews-files")
         spec["copies"] = copies
-        spec.setdefault("cgroups", sandbox_cgroups())
+        spec.setdefault("cgroups", sandbox_cgroups() if command_cgroups is None else
+                        {c: command_cgroups[c] for c in VIEW_CONTROLLERS if c in command_cgroups})
         if mode == "reader":
             whose = "the cgroups at fakefs's own paths (where fakefs run puts CMD)"
         whose += (", as files (the tmpfs backend)" if backend == "tmpfs" else

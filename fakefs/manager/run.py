@@ -145,7 +145,7 @@ def run(profile_name: str | None, command: list[str], quiet: bool = True, backen
             except OSError as exc:
                 raise CliError(f"fakefs: --limit: cannot make a child cgroup for the command: "
                                f"{exc.strerror}: {exc.filename}") from None
-        message = apply(make_plan(profile, stage, backend=backend))
+        message = apply(make_plan(profile, stage, backend=backend, command_cgroups=own))
         if not quiet:
             print(message, flush=True)
         join_files = prepare(limits, profile.cgroup_target, own) if limits else []
