@@ -10,6 +10,7 @@ attaching tasks) live here; controller-specific rules live in
 from __future__ import annotations
 
 import errno
+import os
 from typing import TYPE_CHECKING, Any, Iterator
 
 from fakefs.model.cftype import ControlFile, Controller, FileAttrs, WriteContext
@@ -24,6 +25,14 @@ if TYPE_CHECKING:
 PATH_MAX = 4096
 # The files whose writes move tasks: journaled as the attach they made.
 MEMBERSHIP_FILES = ("cgroup.procs", "tasks")
+
+
+def name_bytes(name: str) -> bytes:
+    """A cgroup name as the kernel has it. Names are bytes there (any byte
+    but NUL and '/'); here they are str decoded as the transports decode
+    them (os.fsdecode: bytes that are not UTF-8 become lone surrogates), so
+    this is the way back to the exact bytes."""
+    return os.fsencode(name)
 
 
 class Cgroup:
@@ -138,7 +147,7 @@ class Hierarchy:
     def _check_name(self, parent: Cgroup, name: str) -> None:
         if name in ("", ".", "..") or "/" in name or "\0" in name:
             raise einval(f"bad name {name!r}")
-        if len(name.encode()) + len(parent.path) + 1 >= PATH_MAX - 40:
+        if len(name_bytes(name)) + len(name_bytes(parent.path)) + 1 >= PATH_MAX - 40:
             raise KernelError(errno.ENAMETOOLONG, name)
         if "\n" in name:
             # cgroup_mkdir: names with a newline would corrupt /proc/PID/cgroup.

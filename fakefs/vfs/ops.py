@@ -18,14 +18,42 @@ from __future__ import annotations
 import errno
 import itertools
 import os
+import sys
+import traceback
 from dataclasses import dataclass
-from typing import Hashable
+from typing import Callable, Hashable
 
 from fakefs.model.cftype import WriteContext
 from fakefs.model.errors import KernelError
 from fakefs.vfs.nodes import Attr, Node
 
 ROOT_INODE = 1
+
+
+def one_line(text: str) -> str:
+    """``text`` safe for a one-line log entry: newlines, other control
+    characters and the surrogates that stand for undecodable name bytes
+    are shown escaped (a cgroup may be called ``"a\\nb"`` or ``b"\\xff"``)."""
+    if text.isprintable():  # lone surrogates are not
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def log_to_stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def internal_error(op: str, exc: BaseException, log: Callable[[str], None] = log_to_stderr,
+                   outcome: str = "answered EIO") -> KernelError:
+    """The answer to a request that failed with anything but a KernelError:
+    a bug, or an input nothing foresaw. No caller may kill a server, so each
+    transport turns such a failure into EIO for that one request (this
+    function's KernelError), logged as one line that says where it was
+    raised; the server goes on with the next request."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f" at {os.path.basename(frames[-1].filename)}:{frames[-1].lineno} in {frames[-1].name}" if frames else ""
+    log(one_line(f"{op} failed, {outcome}: {type(exc).__name__}: {exc}{where}"))
+    return KernelError(errno.EIO, f"internal error in {op}")
 
 
 @dataclass

@@ -24,7 +24,6 @@ import socket
 import stat
 import sys
 import time
-import traceback
 
 import trio
 
@@ -33,7 +32,7 @@ from fakefs.backends.rawfuse import inodelog
 from fakefs.model.cftype import WriteContext
 from fakefs.model.errors import KernelError
 from fakefs.vfs.nodes import Attr
-from fakefs.vfs.ops import FsOps
+from fakefs.vfs.ops import FsOps, internal_error
 from fakefs.backends.rawfuse import protocol as P
 from fakefs.backends.rawfuse.protocol import Malformed, Opcode
 
@@ -192,9 +191,9 @@ class FuseSession:
         except Malformed as exc:
             self.log(f"malformed {self._opname(hdr.opcode)} request: {exc}")
             return None if no_reply else P.reply(hdr.unique, -errno.EINVAL)
-        except Exception:  # a bug must cost one request, never the mount
-            self.log(f"{self._opname(hdr.opcode)} failed:\n{traceback.format_exc()}")
-            return None if no_reply else P.reply(hdr.unique, -errno.EIO)
+        except Exception as exc:  # a bug must cost one request, never the mount
+            error = internal_error(self._opname(hdr.opcode), exc, self.log)
+            return None if no_reply else P.reply(hdr.unique, -error.errno)
         if no_reply or payload is None:
             return None
         return P.reply(hdr.unique, 0, payload)
