@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from dataclasses import dataclass
 
 from fakefs.model.errors import KernelError
@@ -36,6 +37,9 @@ from fakefs.errors import CliError
 CFS_PERIOD_US = 100000  # the kernel's default period (default_cfs_period)
 MIN_CFS_QUOTA_US = 1000  # tg_set_cfs_bandwidth: min_cfs_quota_period
 KNOWN = ("memory", "cpus")
+# How long a tmpfs-backend tree may take to fill a new cgroup or to show a
+# written value (its watcher works right after the mkdir or close).
+SETTLE_TIMEOUT = 10.0
 
 
 @dataclass(frozen=True)
@@ -117,11 +121,35 @@ def _dir_of(target: str, key: str) -> str:
 
 
 def _write(path: str, value: str) -> None:
-    fd = os.open(path, os.O_WRONLY)
+    # O_TRUNC: cgroupfs and the FUSE trees take each write() as the whole
+    # value anyway, but a tree of plain files (the tmpfs backend) cannot see
+    # where a write ended, and one that does not truncate is laid over the
+    # old text (268435456 over 9223372036854771712 reads 2684354566854771712).
+    fd = os.open(path, os.O_WRONLY | os.O_TRUNC)
     try:
         os.write(fd, value.encode())
     finally:
         os.close(fd)
+
+
+def _wait_until(done, timeout: float = SETTLE_TIMEOUT) -> None:
+    """Until ``done()``, for the tmpfs backend's watcher: a FUSE tree (or
+    cgroupfs) is done at once. In a tree of plain files the watcher gives a
+    new cgroup its files right after mkdir (a write before finds none:
+    ENOENT), and replaces a written text with the model's value right after
+    close (a reader before sees the text). Past the deadline the caller goes
+    on and reports what it then finds."""
+    deadline = time.monotonic() + timeout
+    while not done() and time.monotonic() < deadline:
+        time.sleep(0.005)
+
+
+def _reads(path: str) -> bytes | None:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError:
+        return None
 
 
 def prepare(limits: dict[str, str], target: str = "/sys/fs/cgroup", self_cgroup: str | None = None,
@@ -145,6 +173,7 @@ def prepare(limits: dict[str, str], target: str = "/sys/fs/cgroup", self_cgroup:
         except OSError as exc:
             raise CliError(f"fakefs: cannot create {cg} in the fake tree: {exc.strerror}") from None
         procs.append(os.path.join(os.path.realpath(cg), "cgroup.procs"))
+        _wait_until(lambda: os.path.exists(procs[-1]))
     warned: set[str] = set()
     for s in settings(limits):
         hdir = _dir_of(target, s.controller)
@@ -162,10 +191,14 @@ def prepare(limits: dict[str, str], target: str = "/sys/fs/cgroup", self_cgroup:
                  f"keeps no limit; programs reading {s.controller} limits by path see none")
             continue
         file = os.path.join(hdir, path.lstrip("/"), s.file)
+        _wait_until(lambda: os.path.exists(file))
         try:
             _write(file, s.value)
         except OSError as exc:
             raise CliError(f"fakefs: --limit {s.why}: writing {s.value} to {file}: {exc.strerror}") from None
+        # The kernel's value reads back with a newline, the text as written
+        # has none: the command must not start before the value is in place.
+        _wait_until(lambda: _reads(file) != s.value.encode())
     return list(dict.fromkeys(procs))
 
 
