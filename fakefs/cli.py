@@ -88,15 +88,14 @@ def cmd_mount(args) -> int:
     from fakefs.runtime.serving import MountRequest
     from fakefs.runtime.daemons import check_target, start
     from fakefs.model.errors import KernelError
-    from fakefs.model.tree import parse_hierarchy_spec
+    from fakefs.model.tree import lay_out
     from fakefs.manager.layout import mount_layout
 
     _check_backend(args.backend)
-    for spec in args.hierarchies or []:
-        try:
-            parse_hierarchy_spec(spec)
-        except KernelError as exc:
-            raise _cli_error(f"fakefs: {exc.detail}")
+    try:
+        lay_out(args.hierarchies or [])  # as mount_layout() lays out hierarchies asked for
+    except KernelError as exc:
+        raise _cli_error(f"fakefs: --hierarchy: {exc.detail}")
     host = _host_overrides(args)
     if args.dry_run:
         target = os.path.realpath(args.target)
