@@ -97,6 +97,22 @@ def test_memberships_survive_only_for_the_same_task():
     assert h2.tids_in(h2.resolve("/job")) == [10]
 
 
+def test_xattrs_times_and_odd_names_round_trip():
+    from fakefs.model.cftype import FileAttrs
+
+    model = _small_model()
+    h = model.hierarchy("cpu")
+    cg = h.mkdir(h.root, os.fsdecode(b"odd\xff"))
+    cg.attrs["."] = FileAttrs(mode=0o700, atime_ns=1, mtime_ns=2, ctime_ns=3,
+                              xattrs={os.fsdecode(b"user.\xfe"): bytes(range(256)), "trusted.t": b""})
+    text = json.dumps(dump(model))
+    again = _small_model()
+    restore(again, json.loads(text))
+    a = again.hierarchy("cpu").root.children[os.fsdecode(b"odd\xff")].attrs["."]
+    assert a == cg.attrs["."]
+    assert json.dumps(dump(again)) == text
+
+
 @pytest.mark.parametrize("mangle, match", [
     (lambda d: {"format": 99}, "version"),
     (lambda d: [], "version"),
@@ -163,6 +179,9 @@ def test_state_saved_quickly_restored_and_forgotten(cgmount):
     os.chmod(cgmount.p("cpu", "kept", "cpu.shares"), 0o664)
     cgmount.write("memory/kept/memory.limit_in_bytes", "64M")
     cgmount.write("cpu/release_agent", "/bin/never-run")
+    os.setxattr(cgmount.p("cpu", "kept"), os.fsdecode(b"user.k\xff"), bytes(range(256)))
+    os.setxattr(cgmount.p("cpu", "kept", "cpu.shares"), "trusted.t", b"")
+    os.utime(cgmount.p("cpu", "kept", "cpu.shares"), ns=(1_000_000_001, 2_000_000_002))
     # durable once the write returned: no waiting
     for value in (300, 400, 500):
         cgmount.write("cpu/kept/cpu.shares", str(value))
@@ -183,6 +202,10 @@ def test_state_saved_quickly_restored_and_forgotten(cgmount):
     assert cgmount.read("memory", "kept", "memory.limit_in_bytes") == str(64 << 20) + "\n"
     assert cgmount.read("cpu", "release_agent") == "/bin/never-run\n"
     assert stat.S_IMODE(os.stat(cgmount.p("cpu", "kept", "cpu.shares")).st_mode) == 0o664
+    assert os.getxattr(cgmount.p("cpu", "kept"), os.fsdecode(b"user.k\xff")) == bytes(range(256))
+    assert os.listxattr(cgmount.p("cpu", "kept", "cpu.shares")) == ["trusted.t"]
+    st = os.stat(cgmount.p("cpu", "kept", "cpu.shares"))
+    assert (st.st_atime_ns, st.st_mtime_ns) == (1_000_000_001, 2_000_000_002)
 
     # --forget: the next mount starts from scratch
     res = fakefs("umount", "--forget", target)

@@ -133,7 +133,7 @@ class Pyfuse3Operations(pyfuse3.Operations):
         e.st_size = a.size
         e.st_blksize = 4096
         e.st_blocks = 0
-        e.st_atime_ns = e.st_mtime_ns = e.st_ctime_ns = a.mtime_ns
+        e.st_atime_ns, e.st_mtime_ns, e.st_ctime_ns = a.times_ns
         return e
 
     def _invalidate_cached_attrs(self, held: dict[int, float]) -> None:
@@ -179,12 +179,33 @@ class Pyfuse3Operations(pyfuse3.Operations):
             uid=attr.st_uid if fields.update_uid else None,
             gid=attr.st_gid if fields.update_gid else None,
             size=attr.st_size if fields.update_size else None,
+            # pyfuse3 has put the time of day in for UTIME_NOW.
+            atime_ns=attr.st_atime_ns if fields.update_atime else None,
+            mtime_ns=attr.st_mtime_ns if fields.update_mtime else None,
         )
         return self._entry(inode, a)
 
     @_errno_wrap
     def readlink(self, inode, ctx):
         return os.fsencode(self.ops.readlink(inode))
+
+    # pyfuse3 answers size queries and ERANGE itself, and does XATTR_CREATE
+    # and XATTR_REPLACE by asking getxattr() first.
+    @_errno_wrap
+    def getxattr(self, inode, name, ctx):
+        return self.ops.getxattr(inode, os.fsdecode(name))
+
+    @_errno_wrap
+    def listxattr(self, inode, ctx):
+        return [os.fsencode(n) for n in self.ops.listxattr(inode, _ctx(ctx))]
+
+    @_errno_wrap
+    def setxattr(self, inode, name, value, ctx):
+        self.ops.setxattr(inode, os.fsdecode(name), value, 0, _ctx(ctx))
+
+    @_errno_wrap
+    def removexattr(self, inode, name, ctx):
+        self.ops.removexattr(inode, os.fsdecode(name), _ctx(ctx))
 
     @_errno_wrap
     def opendir(self, inode, ctx):

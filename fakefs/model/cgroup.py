@@ -217,8 +217,10 @@ class Hierarchy:
                             "ctx": [ctx.tid, ctx.uid, ctx.gid]})
         return len(data)
 
-    def set_attrs(self, cg: Cgroup, name: str, mode: int | None, uid: int | None, gid: int | None) -> None:
-        """chmod/chown of a cgroup's directory (``name`` ".") or control file."""
+    def set_attrs(self, cg: Cgroup, name: str, mode: int | None, uid: int | None, gid: int | None,
+                  ctime_ns: int | None = None) -> None:
+        """chmod/chown of a cgroup's directory (``name`` ".") or control file,
+        at ``ctime_ns``."""
         a = cg.attrs.setdefault(name, FileAttrs())
         if mode is not None:
             a.mode = mode & 0o7777
@@ -226,8 +228,25 @@ class Hierarchy:
             a.uid = uid
         if gid is not None:
             a.gid = gid
+        a.set_times(None, None, ctime_ns)
         self.model.changed({"op": "attrs", "h": self.label, "path": cg.path, "file": name,
-                            "mode": a.mode, "uid": a.uid, "gid": a.gid})
+                            "mode": a.mode, "uid": a.uid, "gid": a.gid, "ctime": a.ctime_ns})
+
+    def set_times(self, cg: Cgroup, name: str, atime_ns: int | None, mtime_ns: int | None,
+                  ctime_ns: int | None) -> None:
+        """utime of a cgroup's directory or control file (kernfs keeps the
+        times it is given: kernfs_iattrs)."""
+        a = cg.attrs.setdefault(name, FileAttrs())
+        a.set_times(atime_ns, mtime_ns, ctime_ns)
+        self.model.changed({"op": "times", "h": self.label, "path": cg.path, "file": name,
+                            "atime": a.atime_ns, "mtime": a.mtime_ns, "ctime": a.ctime_ns})
+
+    def set_xattr(self, cg: Cgroup, name: str, xname: str, value: bytes | None) -> None:
+        """Store (None: remove) an extended attribute of a cgroup's directory
+        or control file; the rules are the VFS layer's (vfs/ops.py)."""
+        cg.attrs.setdefault(name, FileAttrs()).set_xattr(xname, value)
+        self.model.changed({"op": "xattr", "h": self.label, "path": cg.path, "file": name, "name": xname,
+                            "value": None if value is None else value.decode("latin-1")})
 
     # -- membership -----------------------------------------------------------
     def _live(self, tid: int) -> bool:
