@@ -16,6 +16,7 @@ import tempfile
 
 import pytest
 
+from fakefs.model.cftype import WriteContext
 from fakefs.model.errors import KernelError
 from fakefs.model.state import dump, restore
 from fakefs.model.tree import CgroupModel
@@ -209,3 +210,23 @@ def test_tmpfs_watcher_survives_a_bug_in_one_event(tmp_path, capsys):
     finally:
         os.close(tree_fd)
         os.close(work_fd)
+
+
+def test_merged_views_serve_real_names_that_are_not_utf8(tmp_path):
+    """A real directory under an overlay view may hold any bytes as names."""
+    from fakefs.vfs.mergedfs import DirFd, MergedDir, RealDir, SyntheticFile
+    from fakefs.vfs.ops import ROOT_INODE, FsOps
+
+    real = os.fsencode(tmp_path)
+    os.mkdir(real + b"/d\xff")
+    with open(real + b"/d\xff/v\xfe", "wb") as f:
+        f.write(b"42\n")
+    with DirFd.open(str(tmp_path)) as owner:
+        view = MergedDir(RealDir(owner), {"added": SyntheticFile(("syn", "added"), 0o444, lambda: b"1\n")})
+        fs = FsOps(view)
+        names = [n for n, _, _ in fs.readdir(ROOT_INODE)]
+        assert os.fsdecode(b"d\xff") in names and "added" in names
+        d, _ = fs.lookup(ROOT_INODE, os.fsdecode(b"d\xff"))
+        assert [n for n, _, _ in fs.readdir(d)][2:] == [os.fsdecode(b"v\xfe")]
+        v, _ = fs.lookup(d, os.fsdecode(b"v\xfe"))
+        assert fs.read(fs.open(v, os.O_RDONLY, WriteContext()), 0, 100) == b"42\n"
