@@ -21,6 +21,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis.stateful import invariant
 
 from fakefs.runtime import registry, rundir, statefile
+from fakefs.model.cftype import WriteContext
 from fakefs.model.errors import KernelError
 from fakefs.model.host import StaticProcessTable
 from fakefs.model.state import StateError, dump, restore
@@ -111,6 +112,33 @@ def test_xattrs_times_and_odd_names_round_trip():
     a = again.hierarchy("cpu").root.children[os.fsdecode(b"odd\xff")].attrs["."]
     assert a == cg.attrs["."]
     assert json.dumps(dump(again)) == text
+
+
+def test_xattrs_and_times_are_journaled_and_replayed():
+    from fakefs.model.state import replay
+    from fakefs.vfs.cgroupfs import CgroupFsRoot
+    from fakefs.vfs.ops import ROOT_INODE, FsOps
+
+    model = _small_model()
+    h = model.hierarchy("cpu")
+    h.mkdir(h.root, "j")
+    base = json.loads(json.dumps(dump(model)))
+    records: list[dict] = []
+    model.journal = records.append
+    fs = FsOps(CgroupFsRoot(model))
+    cpu, _ = fs.lookup(ROOT_INODE, "cpu,cpuacct")
+    j, _ = fs.lookup(cpu, "j")
+    shares, _ = fs.lookup(j, "cpu.shares")
+    root = WriteContext(tid=1, uid=0)
+    fs.setxattr(j, os.fsdecode(b"user.\xff"), b"\x00\xfe", 0, root)
+    fs.setxattr(j, "trusted.gone", b"1", 0, root)
+    fs.removexattr(j, "trusted.gone", root)
+    fs.setattr(shares, atime_ns=7, mtime_ns=8)
+    fs.setattr(shares, mode=0o600)
+    again = _small_model()
+    restore(again, base)
+    assert replay(again, json.loads(json.dumps(records))) == (len(records), [])
+    assert again.hierarchy("cpu").resolve("/j").attrs == h.resolve("/j").attrs
 
 
 @pytest.mark.parametrize("mangle, match", [
@@ -236,6 +264,9 @@ def test_state_survives_kill_9(cgmount):
         changed = time.time_ns()
         time.sleep(0.1)  # a save already under way may predate the change
         wait_state_saved(target, changed)
+        # Only in the journal when the server dies: acknowledged, so durable.
+        os.setxattr(cgmount.p("pids", "job"), "user.k", b"\xff\x00")
+        os.utime(cgmount.p("pids", "job", "pids.max"), ns=(5_000_000_005, 6_000_000_006))
         rec = registry.load(os.path.realpath(target))
         os.kill(rec.pid, signal.SIGKILL)
         # The server dies with its supervisor, but a moment later (its
@@ -252,6 +283,9 @@ def test_state_survives_kill_9(cgmount):
         assert res.returncode == 0, res.stderr
         assert cgmount.read("pids", "job", "pids.max") == "17\n"
         assert cgmount.read("pids", "job", "inner", "cgroup.procs").split() == [str(sleeper.pid)]
+        assert os.getxattr(cgmount.p("pids", "job"), "user.k") == b"\xff\x00"
+        st = os.stat(cgmount.p("pids", "job", "pids.max"))
+        assert (st.st_atime_ns, st.st_mtime_ns) == (5_000_000_005, 6_000_000_006)
     finally:
         sleeper.kill()
         sleeper.wait()
