@@ -155,10 +155,10 @@ def cmd_mount(args) -> int:
     from fakefs.runtime.serving import MountRequest
     from fakefs.runtime.daemons import check_target, start
     from fakefs.model.errors import KernelError
-    from fakefs.model.tree import parse_hierarchy_specs
+    from fakefs.model.tree import lay_out
 
-    try:  # once, before any backend is tried
-        parse_hierarchy_specs(args.hierarchies or [])
+    try:  # once, before any backend is tried, as mount_layout() lays them out
+        lay_out(args.hierarchies or [])
     except KernelError as exc:
         raise _cli_error(f"fakefs: --hierarchy: {exc.detail}")
     host = _host_overrides(args)

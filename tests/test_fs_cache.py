@@ -170,6 +170,7 @@ class _Fields:
     def __init__(self, update_mode=False, update_uid=False, update_gid=False, update_size=False):
         self.update_mode, self.update_uid = update_mode, update_uid
         self.update_gid, self.update_size = update_gid, update_size
+        self.update_atime = self.update_mtime = False
 
 
 @pytest.fixture

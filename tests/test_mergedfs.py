@@ -416,8 +416,9 @@ def test_fsops_over_staging_root(owner, realdir):
                                                       lambda d, c: written.append(d))}}
     fs = FsOps(StagingRoot({"kernel": MergedDir(RealDir(owner), syn_dir),
                             "params": MergedDir(None, {"hashsize": SyntheticFile.text("hs", "65536\n")})}))
-    assert sorted(n for n, _, _ in fs.readdir(ROOT_INODE)) == ["kernel", "params"]
-    assert sorted(n for n, _, _ in fs.readdir(path_inode(fs, "kernel/keys"))) == ["maxkeys", "root_maxkeys"]
+    assert sorted(n for n, _, _ in fs.readdir(ROOT_INODE)) == [".", "..", "kernel", "params"]
+    assert sorted(n for n, _, _ in fs.readdir(path_inode(fs, "kernel/keys"))) == [".", "..", "maxkeys",
+                                                                                   "root_maxkeys"]
 
     ino = path_inode(fs, "kernel/pid_max")
     assert ino == path_inode(fs, "kernel/pid_max")

@@ -45,8 +45,10 @@ def path_inode(fs: FsOps, path: str) -> int:
 
 def test_root_lists_hierarchies_and_aliases(fs):
     names = {n: stat.S_IFMT(a.mode) for n, _, a in fs.readdir(ROOT_INODE)}
-    assert names == {"cpu,cpuacct": stat.S_IFDIR, "cpu": stat.S_IFLNK, "cpuacct": stat.S_IFLNK,
-                     "pids": stat.S_IFDIR, "systemd": stat.S_IFDIR}
+    assert names == {".": stat.S_IFDIR, "..": stat.S_IFDIR, "cpu,cpuacct": stat.S_IFDIR, "cpu": stat.S_IFLNK,
+                     "cpuacct": stat.S_IFLNK, "pids": stat.S_IFDIR, "systemd": stat.S_IFDIR}
+    # "." and ".." lead the listing; ".." of the root is the root.
+    assert [(n, i) for n, i, _ in fs.readdir(ROOT_INODE)[:2]] == [(".", ROOT_INODE), ("..", ROOT_INODE)]
 
 
 def test_inodes_are_stable(fs):
@@ -141,3 +143,44 @@ def test_membership_through_files(fs):
     tasks, _ = fs.lookup(d, "tasks")
     assert fs.read(fs.open(tasks, os.O_RDONLY, ROOT), 0, 100) == b"100\n100001\n"
     assert errno_of(fs.rmdir, pids, "j", ROOT) == "EBUSY"
+
+
+def test_xattrs_follow_kernfs(fs):
+    d, _ = fs.mkdir(path_inode(fs, "cpu"), "x", ROOT)
+    nobody = WriteContext(tid=1, uid=65534, gid=65534)
+    assert errno_of(fs.getxattr, d, "user.a") == "ENODATA"
+    assert errno_of(fs.getxattr, d, "foo.a") == "ENOTSUP"  # = EOPNOTSUPP on Linux
+    assert errno_of(fs.setxattr, d, "user.", b"", 0, ROOT) == "EINVAL"
+    fs.setxattr(d, "user.a", b"1", 0, ROOT)
+    fs.setxattr(d, "trusted.t", b"\xff", os.XATTR_CREATE, ROOT)
+    assert errno_of(fs.setxattr, d, "user.a", b"2", os.XATTR_CREATE, ROOT) == "EEXIST"
+    assert errno_of(fs.setxattr, d, "user.b", b"2", os.XATTR_REPLACE, ROOT) == "ENODATA"
+    assert fs.getxattr(d, "trusted.t") == b"\xff"
+    assert fs.listxattr(d, ROOT) == ["trusted.t", "user.a"]
+    assert fs.listxattr(d, nobody) == ["user.a"]  # trusted.* only for CAP_SYS_ADMIN
+    fs.removexattr(d, "user.a", ROOT)
+    assert errno_of(fs.removexattr, d, "user.a", ROOT) == "ENODATA"
+    # kernfs' user.* limits: 128 attributes, 128 KiB of values, counted before the name is looked at
+    for i in range(128):
+        fs.setxattr(d, f"user.n{i}", b"", 0, ROOT)
+    assert errno_of(fs.setxattr, d, "user.n0", b"", 0, ROOT) == "ENOSPC"
+    fs.setxattr(d, "security.s", b"x" * 65536, 0, ROOT)  # other namespaces have no such limit
+    # Nodes of a filesystem without xattrs (none here but symlinks) list none.
+    assert fs.listxattr(fs.lookup(ROOT_INODE, "cpu")[0], ROOT) == []
+
+
+def test_utime_sets_times_and_setattr_changes_ctime(fs):
+    ino = path_inode(fs, "cpu/cpu.shares")
+    a = fs.setattr(ino, atime_ns=1_000_000_001, mtime_ns=2_000_000_002)
+    assert a.times_ns[:2] == (1_000_000_001, 2_000_000_002) and a.times_ns[2] > 2_000_000_002
+    a = fs.setattr(ino, mode=0o600)
+    assert a.times_ns[:2] == (1_000_000_001, 2_000_000_002)
+    assert fs.getattr(path_inode(fs, "cpu/cpu.cfs_quota_us")).times_ns[1] != 2_000_000_002  # per file
+
+
+def test_readdir_gives_dot_and_dotdot_first(fs):
+    cpu = path_inode(fs, "cpu")
+    d, _ = fs.mkdir(cpu, "x", ROOT)
+    e, _ = fs.mkdir(d, "y", ROOT)
+    assert [(n, i) for n, i, _ in fs.readdir(e)[:2]] == [(".", e), ("..", d)]
+    assert [(n, i) for n, i, _ in fs.readdir(cpu)[:2]] == [(".", cpu), ("..", ROOT_INODE)]

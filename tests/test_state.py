@@ -21,6 +21,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis.stateful import invariant
 
 from fakefs.runtime import registry, rundir, statefile
+from fakefs.model.cftype import WriteContext
 from fakefs.model.errors import KernelError
 from fakefs.model.host import StaticProcessTable
 from fakefs.model.state import StateError, dump, restore
@@ -97,6 +98,49 @@ def test_memberships_survive_only_for_the_same_task():
     assert h2.tids_in(h2.resolve("/job")) == [10]
 
 
+def test_xattrs_times_and_odd_names_round_trip():
+    from fakefs.model.cftype import FileAttrs
+
+    model = _small_model()
+    h = model.hierarchy("cpu")
+    cg = h.mkdir(h.root, os.fsdecode(b"odd\xff"))
+    cg.attrs["."] = FileAttrs(mode=0o700, atime_ns=1, mtime_ns=2, ctime_ns=3,
+                              xattrs={os.fsdecode(b"user.\xfe"): bytes(range(256)), "trusted.t": b""})
+    text = json.dumps(dump(model))
+    again = _small_model()
+    restore(again, json.loads(text))
+    a = again.hierarchy("cpu").root.children[os.fsdecode(b"odd\xff")].attrs["."]
+    assert a == cg.attrs["."]
+    assert json.dumps(dump(again)) == text
+
+
+def test_xattrs_and_times_are_journaled_and_replayed():
+    from fakefs.model.state import replay
+    from fakefs.vfs.cgroupfs import CgroupFsRoot
+    from fakefs.vfs.ops import ROOT_INODE, FsOps
+
+    model = _small_model()
+    h = model.hierarchy("cpu")
+    h.mkdir(h.root, "j")
+    base = json.loads(json.dumps(dump(model)))
+    records: list[dict] = []
+    model.journal = records.append
+    fs = FsOps(CgroupFsRoot(model))
+    cpu, _ = fs.lookup(ROOT_INODE, "cpu,cpuacct")
+    j, _ = fs.lookup(cpu, "j")
+    shares, _ = fs.lookup(j, "cpu.shares")
+    root = WriteContext(tid=1, uid=0)
+    fs.setxattr(j, os.fsdecode(b"user.\xff"), b"\x00\xfe", 0, root)
+    fs.setxattr(j, "trusted.gone", b"1", 0, root)
+    fs.removexattr(j, "trusted.gone", root)
+    fs.setattr(shares, atime_ns=7, mtime_ns=8)
+    fs.setattr(shares, mode=0o600)
+    again = _small_model()
+    restore(again, base)
+    assert replay(again, json.loads(json.dumps(records))) == (len(records), [])
+    assert again.hierarchy("cpu").resolve("/j").attrs == h.resolve("/j").attrs
+
+
 @pytest.mark.parametrize("mangle, match", [
     (lambda d: {"format": 99}, "version"),
     (lambda d: [], "version"),
@@ -163,6 +207,9 @@ def test_state_saved_quickly_restored_and_forgotten(cgmount):
     os.chmod(cgmount.p("cpu", "kept", "cpu.shares"), 0o664)
     cgmount.write("memory/kept/memory.limit_in_bytes", "64M")
     cgmount.write("cpu/release_agent", "/bin/never-run")
+    os.setxattr(cgmount.p("cpu", "kept"), os.fsdecode(b"user.k\xff"), bytes(range(256)))
+    os.setxattr(cgmount.p("cpu", "kept", "cpu.shares"), "trusted.t", b"")
+    os.utime(cgmount.p("cpu", "kept", "cpu.shares"), ns=(1_000_000_001, 2_000_000_002))
     # durable once the write returned: no waiting
     for value in (300, 400, 500):
         cgmount.write("cpu/kept/cpu.shares", str(value))
@@ -183,6 +230,10 @@ def test_state_saved_quickly_restored_and_forgotten(cgmount):
     assert cgmount.read("memory", "kept", "memory.limit_in_bytes") == str(64 << 20) + "\n"
     assert cgmount.read("cpu", "release_agent") == "/bin/never-run\n"
     assert stat.S_IMODE(os.stat(cgmount.p("cpu", "kept", "cpu.shares")).st_mode) == 0o664
+    assert os.getxattr(cgmount.p("cpu", "kept"), os.fsdecode(b"user.k\xff")) == bytes(range(256))
+    assert os.listxattr(cgmount.p("cpu", "kept", "cpu.shares")) == ["trusted.t"]
+    st = os.stat(cgmount.p("cpu", "kept", "cpu.shares"))
+    assert (st.st_atime_ns, st.st_mtime_ns) == (1_000_000_001, 2_000_000_002)
 
     # --forget: the next mount starts from scratch
     res = fakefs("umount", "--forget", target)
@@ -213,6 +264,9 @@ def test_state_survives_kill_9(cgmount):
         changed = time.time_ns()
         time.sleep(0.1)  # a save already under way may predate the change
         wait_state_saved(target, changed)
+        # Only in the journal when the server dies: acknowledged, so durable.
+        os.setxattr(cgmount.p("pids", "job"), "user.k", b"\xff\x00")
+        os.utime(cgmount.p("pids", "job", "pids.max"), ns=(5_000_000_005, 6_000_000_006))
         rec = registry.load(os.path.realpath(target))
         os.kill(rec.pid, signal.SIGKILL)
         # The server dies with its supervisor, but a moment later (its
@@ -229,6 +283,9 @@ def test_state_survives_kill_9(cgmount):
         assert res.returncode == 0, res.stderr
         assert cgmount.read("pids", "job", "pids.max") == "17\n"
         assert cgmount.read("pids", "job", "inner", "cgroup.procs").split() == [str(sleeper.pid)]
+        assert os.getxattr(cgmount.p("pids", "job"), "user.k") == b"\xff\x00"
+        st = os.stat(cgmount.p("pids", "job", "pids.max"))
+        assert (st.st_atime_ns, st.st_mtime_ns) == (5_000_000_005, 6_000_000_006)
     finally:
         sleeper.kill()
         sleeper.wait()

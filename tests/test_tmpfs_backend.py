@@ -89,8 +89,8 @@ def test_writes_go_through_the_model(mirror):
     (t / "memory" / "job" / "memory.limit_in_bytes").write_text("lots")
     assert mirror.file_written("memory/job/memory.limit_in_bytes") is False
     mirror.refresh()
-    # Refused: the consumer's text stays, the log says why.
-    assert (t / "memory" / "job" / "memory.limit_in_bytes").read_text() == "lots"
+    # Refused: the file reads as the kernel's would (the old value), the log says why.
+    assert (t / "memory" / "job" / "memory.limit_in_bytes").read_text() == "1073741824\n"
     assert any("refused: EINVAL" in line for line in mirror.messages)
     assert mirror.model.hierarchy("memory").read_file(
         mirror.model.hierarchy("memory").resolve("/job"), "memory.limit_in_bytes") == "1073741824\n"
@@ -354,8 +354,9 @@ cat $GV/out.json
     lines = res.stdout.splitlines()
     assert lines[0] == "check=0", res.stdout
     assert lines[1] == "/fakefs-tree/proc_sys_vm tmpfs"
-    # A value the kernel's sysctl parser refuses (panic_on_oom is 0..2) stays
-    # in the plain file: no errno reaches the writer (documented).
-    assert lines[2] == "3"
+    # A value the kernel's sysctl parser refuses (panic_on_oom is 0..2): no
+    # errno reaches the writer (documented), and the file reads as the
+    # kernel's would afterwards, the old value.
+    assert lines[2] == "0"
     report = json.loads(lines[3])
     assert report["errors"] == [] and report["tunables"]["kernel/panic"] == [0, 10]

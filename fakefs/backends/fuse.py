@@ -19,7 +19,7 @@ from fakefs.backends import Session
 from fakefs.model.cftype import WriteContext
 from fakefs.model.errors import KernelError
 from fakefs.vfs.nodes import Attr
-from fakefs.vfs.ops import FsOps
+from fakefs.vfs.ops import FsOps, internal_error
 
 FUSE_OPTIONS = ("fsname=fakefs", "subtype=fakefs", "allow_other", "default_permissions")
 
@@ -44,13 +44,25 @@ STABLE_FILE_ATTR_TIMEOUT = 60.0
 MAIN_TASKS = 1
 
 
+def _fuse_error(op: str, exc: Exception) -> pyfuse3.FUSEError:
+    """The request boundary: a KernelError is the reply's errno; anything
+    else (a bug, an input nothing foresaw) is EIO for this one request and a
+    log line. pyfuse3 ends its main loop, and so the mount, on any exception
+    that is not a FUSEError."""
+    if isinstance(exc, pyfuse3.FUSEError):
+        return exc
+    if not isinstance(exc, KernelError):
+        exc = internal_error(op, exc)
+    return pyfuse3.FUSEError(exc.errno)
+
+
 def _errno_wrap(fn):
     @functools.wraps(fn)
     async def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except KernelError as exc:
-            raise pyfuse3.FUSEError(exc.errno) from None
+        except Exception as exc:
+            raise _fuse_error(fn.__name__, exc) from None
 
     return wrapper
 
@@ -66,10 +78,13 @@ def _mutating(fn):
         held, self._cached_file_attrs = self._cached_file_attrs, {}
         try:
             return fn(self, *args, **kwargs)
-        except KernelError as exc:
-            raise pyfuse3.FUSEError(exc.errno) from None
+        except Exception as exc:
+            raise _fuse_error(fn.__name__, exc) from None
         finally:
-            self._invalidate_cached_attrs(held)
+            try:
+                self._invalidate_cached_attrs(held)
+            except Exception as exc:
+                internal_error(f"{fn.__name__} (invalidations)", exc)
 
     return wrapper
 
@@ -118,7 +133,7 @@ class Pyfuse3Operations(pyfuse3.Operations):
         e.st_size = a.size
         e.st_blksize = 4096
         e.st_blocks = 0
-        e.st_atime_ns = e.st_mtime_ns = e.st_ctime_ns = a.mtime_ns
+        e.st_atime_ns, e.st_mtime_ns, e.st_ctime_ns = a.times_ns
         return e
 
     def _invalidate_cached_attrs(self, held: dict[int, float]) -> None:
@@ -164,12 +179,33 @@ class Pyfuse3Operations(pyfuse3.Operations):
             uid=attr.st_uid if fields.update_uid else None,
             gid=attr.st_gid if fields.update_gid else None,
             size=attr.st_size if fields.update_size else None,
+            # pyfuse3 has put the time of day in for UTIME_NOW.
+            atime_ns=attr.st_atime_ns if fields.update_atime else None,
+            mtime_ns=attr.st_mtime_ns if fields.update_mtime else None,
         )
         return self._entry(inode, a)
 
     @_errno_wrap
     def readlink(self, inode, ctx):
         return os.fsencode(self.ops.readlink(inode))
+
+    # pyfuse3 answers size queries and ERANGE itself, and does XATTR_CREATE
+    # and XATTR_REPLACE by asking getxattr() first.
+    @_errno_wrap
+    def getxattr(self, inode, name, ctx):
+        return self.ops.getxattr(inode, os.fsdecode(name))
+
+    @_errno_wrap
+    def listxattr(self, inode, ctx):
+        return [os.fsencode(n) for n in self.ops.listxattr(inode, _ctx(ctx))]
+
+    @_errno_wrap
+    def setxattr(self, inode, name, value, ctx):
+        self.ops.setxattr(inode, os.fsdecode(name), value, 0, _ctx(ctx))
+
+    @_errno_wrap
+    def removexattr(self, inode, name, ctx):
+        self.ops.removexattr(inode, os.fsdecode(name), _ctx(ctx))
 
     @_errno_wrap
     def opendir(self, inode, ctx):
@@ -211,7 +247,8 @@ class Pyfuse3Operations(pyfuse3.Operations):
     # No flush(): pyfuse3's default answers ENOSYS, and the kernel then stops
     # sending FLUSH on every close (writes are complete when write() returns).
 
-    async def release(self, fh):
+    @_errno_wrap
+    def release(self, fh):
         self._openers.pop(fh, None)
         self.ops.release(fh)
 
@@ -256,9 +293,14 @@ class Pyfuse3Operations(pyfuse3.Operations):
         return s
 
     async def forget(self, inode_list):
+        # FORGET takes no reply: pyfuse3 lets any exception out of here,
+        # even a FUSEError, and that would end the mount.
         for inode, _ in inode_list:
-            self._cached_file_attrs.pop(inode, None)
-            self.ops.forget(inode)
+            try:
+                self._cached_file_attrs.pop(inode, None)
+                self.ops.forget(inode)
+            except Exception as exc:
+                internal_error("forget", exc)
 
 
 class _TrioLowlevelSkippingReadyWaits(types.ModuleType):

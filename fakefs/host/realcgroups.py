@@ -59,8 +59,12 @@ def real_hierarchies(mounts: list[Mount] | None = None) -> dict[str, Mount]:
 
 
 def write_file(path: str, value: str) -> None:
-    """One write() of ``value``, as a cgroup file takes one command."""
-    fd = os.open(path, os.O_WRONLY)
+    """One write() of ``value``, as a cgroup file takes one command.
+    O_TRUNC: cgroupfs and the FUSE trees take each write() as the whole
+    value anyway, but a tree of plain files (the tmpfs backend) cannot see
+    where a write ended, and one that does not truncate is laid over the
+    old text (268435456 over 9223372036854771712 reads 2684354566854771712)."""
+    fd = os.open(path, os.O_WRONLY | os.O_TRUNC)
     try:
         os.write(fd, value.encode())
     finally:

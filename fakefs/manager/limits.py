@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from dataclasses import dataclass
 
 from fakefs.errors import CliError
@@ -42,6 +43,9 @@ KNOWN = ("memory", "cpus", "pids")
 # space, a unit letter, an optional "i" and an optional "b"; binary units.
 _SIZE = re.compile(r"(\d+(?:\.\d+)?) ?(?:([kmgtp])i?b?|b)?", re.IGNORECASE)
 _UNIT_SHIFT = {"k": 10, "m": 20, "g": 30, "t": 40, "p": 50}
+# How long a tmpfs-backend tree may take to fill a new cgroup or to show a
+# written value (its watcher works right after the mkdir or close).
+SETTLE_TIMEOUT = 10.0
 
 
 @dataclass(frozen=True)
@@ -158,6 +162,26 @@ def _dir_of(target: str, key: str) -> str:
     return path
 
 
+def _wait_until(done, timeout: float = SETTLE_TIMEOUT) -> None:
+    """Until ``done()``, for the tmpfs backend's watcher: a FUSE tree (or
+    cgroupfs) is done at once. In a tree of plain files the watcher gives a
+    new cgroup its files right after mkdir (a write before finds none:
+    ENOENT), and replaces a written text with the model's value right after
+    close (a reader before sees the text). Past the deadline the caller goes
+    on and reports what it then finds."""
+    deadline = time.monotonic() + timeout
+    while not done() and time.monotonic() < deadline:
+        time.sleep(0.005)
+
+
+def _reads(path: str) -> bytes | None:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError:
+        return None
+
+
 def prepare(limits: dict[str, str], target: str = "/sys/fs/cgroup", own: dict[str, str] | None = None) -> list[str]:
     """Create the command's cgroup paths (``own``: {controller: path} as its
     /proc/self/cgroup will say; default: this process's) in every fake
@@ -177,6 +201,7 @@ def prepare(limits: dict[str, str], target: str = "/sys/fs/cgroup", own: dict[st
         except OSError as exc:
             raise CliError(f"fakefs: cannot create {cg} in the fake tree: {exc.strerror}") from None
         procs.append(os.path.join(os.path.realpath(cg), "cgroup.procs"))
+        _wait_until(lambda: os.path.exists(procs[-1]))
     for s in settings(limits):
         hdir = _dir_of(target, s.controller)
         path = own.get(s.controller)
@@ -189,10 +214,14 @@ def prepare(limits: dict[str, str], target: str = "/sys/fs/cgroup", own: dict[st
             raise CliError(f"fakefs: --limit {s.why}: the command would sit in the root {s.controller} cgroup, "
                            f"where cgroup v1 keeps no limit, and no child cgroup of it could be made here")
         file = os.path.join(hdir, path.lstrip("/"), s.file)
+        _wait_until(lambda: os.path.exists(file))
         try:
             write_file(file, s.value)
         except OSError as exc:
             raise CliError(f"fakefs: --limit {s.why}: writing {s.value} to {file}: {exc.strerror}") from None
+        # The kernel's value reads back with a newline, the text as written
+        # has none: the command must not start before the value is in place.
+        _wait_until(lambda: _reads(file) != s.value.encode())
     return list(dict.fromkeys(procs))
 
 

@@ -98,11 +98,35 @@ class Controller:
 
 @dataclass
 class FileAttrs:
-    """chmod/chown overrides: cgroupfs lets root change these (delegation)."""
+    """What kernfs keeps per file beyond the file table (kernfs_iattrs):
+    chmod/chown overrides (cgroupfs lets root change these: delegation),
+    times set by utime/chmod/chown (None: the mount's time), and extended
+    attributes (trusted., security., user.: name -> value)."""
 
     mode: int | None = None
     uid: int = 0
     gid: int = 0
+    atime_ns: int | None = None
+    mtime_ns: int | None = None
+    ctime_ns: int | None = None
+    xattrs: dict[str, bytes] = field(default_factory=dict)
+
+    def set_times(self, atime_ns: int | None, mtime_ns: int | None, ctime_ns: int | None) -> None:
+        """utime (None: that time stays); ``ctime_ns``: when (notify_change()
+        makes any change of attributes a change of the inode)."""
+        if atime_ns is not None:
+            self.atime_ns = atime_ns
+        if mtime_ns is not None:
+            self.mtime_ns = mtime_ns
+        if ctime_ns is not None:
+            self.ctime_ns = ctime_ns
+
+    def set_xattr(self, name: str, value: bytes | None) -> None:
+        """Store one extended attribute, or remove it (None)."""
+        if value is None:
+            self.xattrs.pop(name, None)
+        else:
+            self.xattrs[name] = value
 
 
 def u64_reader(getter: Callable[["Cgroup"], int]) -> Reader:

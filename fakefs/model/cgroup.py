@@ -10,6 +10,7 @@ attaching tasks) live here; controller-specific rules live in
 from __future__ import annotations
 
 import errno
+import os
 from typing import TYPE_CHECKING, Any, Iterator
 
 from fakefs.model.cftype import ControlFile, Controller, FileAttrs, WriteContext
@@ -24,6 +25,14 @@ if TYPE_CHECKING:
 PATH_MAX = 4096
 # The files whose writes move tasks: journaled as the attach they made.
 MEMBERSHIP_FILES = ("cgroup.procs", "tasks")
+
+
+def name_bytes(name: str) -> bytes:
+    """A cgroup name as the kernel has it. Names are bytes there (any byte
+    but NUL and '/'); here they are str decoded as the transports decode
+    them (os.fsdecode: bytes that are not UTF-8 become lone surrogates), so
+    this is the way back to the exact bytes."""
+    return os.fsencode(name)
 
 
 class Cgroup:
@@ -138,7 +147,7 @@ class Hierarchy:
     def _check_name(self, parent: Cgroup, name: str) -> None:
         if name in ("", ".", "..") or "/" in name or "\0" in name:
             raise einval(f"bad name {name!r}")
-        if len(name.encode()) + len(parent.path) + 1 >= PATH_MAX - 40:
+        if len(name_bytes(name)) + len(name_bytes(parent.path)) + 1 >= PATH_MAX - 40:
             raise KernelError(errno.ENAMETOOLONG, name)
         if "\n" in name:
             # cgroup_mkdir: names with a newline would corrupt /proc/PID/cgroup.
@@ -208,8 +217,10 @@ class Hierarchy:
                             "ctx": [ctx.tid, ctx.uid, ctx.gid]})
         return len(data)
 
-    def set_attrs(self, cg: Cgroup, name: str, mode: int | None, uid: int | None, gid: int | None) -> None:
-        """chmod/chown of a cgroup's directory (``name`` ".") or control file."""
+    def set_attrs(self, cg: Cgroup, name: str, mode: int | None, uid: int | None, gid: int | None,
+                  ctime_ns: int | None = None) -> None:
+        """chmod/chown of a cgroup's directory (``name`` ".") or control file,
+        at ``ctime_ns``."""
         a = cg.attrs.setdefault(name, FileAttrs())
         if mode is not None:
             a.mode = mode & 0o7777
@@ -217,8 +228,25 @@ class Hierarchy:
             a.uid = uid
         if gid is not None:
             a.gid = gid
+        a.set_times(None, None, ctime_ns)
         self.model.changed({"op": "attrs", "h": self.label, "path": cg.path, "file": name,
-                            "mode": a.mode, "uid": a.uid, "gid": a.gid})
+                            "mode": a.mode, "uid": a.uid, "gid": a.gid, "ctime": a.ctime_ns})
+
+    def set_times(self, cg: Cgroup, name: str, atime_ns: int | None, mtime_ns: int | None,
+                  ctime_ns: int | None) -> None:
+        """utime of a cgroup's directory or control file (kernfs keeps the
+        times it is given: kernfs_iattrs)."""
+        a = cg.attrs.setdefault(name, FileAttrs())
+        a.set_times(atime_ns, mtime_ns, ctime_ns)
+        self.model.changed({"op": "times", "h": self.label, "path": cg.path, "file": name,
+                            "atime": a.atime_ns, "mtime": a.mtime_ns, "ctime": a.ctime_ns})
+
+    def set_xattr(self, cg: Cgroup, name: str, xname: str, value: bytes | None) -> None:
+        """Store (None: remove) an extended attribute of a cgroup's directory
+        or control file; the rules are the VFS layer's (vfs/ops.py)."""
+        cg.attrs.setdefault(name, FileAttrs()).set_xattr(xname, value)
+        self.model.changed({"op": "xattr", "h": self.label, "path": cg.path, "file": name, "name": xname,
+                            "value": None if value is None else value.decode("latin-1")})
 
     # -- membership -----------------------------------------------------------
     def _live(self, tid: int) -> bool:

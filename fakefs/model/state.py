@@ -35,6 +35,9 @@ class StateError(Exception):
 def encode(value: Any) -> Any:
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
+    if isinstance(value, bytes):
+        # One char per byte (decode() knows from the annotation it is bytes).
+        return value.decode("latin-1")
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: encode(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, (list, tuple)):
@@ -92,6 +95,11 @@ def decode(data: Any, tp: Any) -> Any:
         if not isinstance(data, str):
             raise StateError(f"expected a string, got {data!r}")
         return data
+    if tp is bytes:
+        try:
+            return data.encode("latin-1")
+        except (AttributeError, UnicodeEncodeError):
+            raise StateError(f"expected bytes as a latin-1 string, got {data!r}") from None
     if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         if not isinstance(data, dict):
             raise StateError(f"expected a {tp.__name__} table")
@@ -283,7 +291,12 @@ def _replay_one(by_label: dict[str, Hierarchy], record: dict) -> None:
         tid, uid, gid = record["ctx"]
         h.write_file(cg, record["file"], record["data"].encode("latin-1"), WriteContext(tid=tid, uid=uid, gid=gid))
     elif op == "attrs":
-        h.set_attrs(cg, record["file"], record["mode"], record["uid"], record["gid"])
+        h.set_attrs(cg, record["file"], record["mode"], record["uid"], record["gid"], record.get("ctime"))
+    elif op == "times":
+        h.set_times(cg, record["file"], record["atime"], record["mtime"], record["ctime"])
+    elif op == "xattr":
+        value = record["value"]
+        h.set_xattr(cg, record["file"], record["name"], None if value is None else value.encode("latin-1"))
     elif op == "attach":
         for tid in record["tids"]:
             if h.model.processes.exists(tid):

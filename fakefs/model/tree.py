@@ -8,6 +8,7 @@ names and symlinks instead (fakefs/manager/layout.py).
 from __future__ import annotations
 
 import itertools
+import os
 from dataclasses import dataclass, field
 
 from fakefs.model.cgroup import Hierarchy
@@ -76,39 +77,105 @@ def default_dirname(spec: str) -> str:
     return ",".join(controllers) if controllers else name
 
 
+# MAX_CGROUP_ROOT_NAMELEN (64) with its NUL: the longest name= value.
+MAX_HIERARCHY_NAME = 63
+# The bytes cgroup1_parse_param() takes in a name=: isalnum() of the
+# kernel's ctype table, which counts Latin-1 letters (0xC0-0xFF but for
+# the signs 0xD7 and 0xF7) as letters, and '_', '.', '-'. Measured with
+# mount -t cgroup -o none,name=...: b"\xe9" is taken, UTF-8 "é" (C3 A9) is
+# not (0xA9 is a sign), nor a space, a newline, '+' or ':'.
+_NAME_BYTES = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-"
+                        + bytes(range(0xC0, 0x100))) - {0xD7, 0xF7}
+
+
+def check_hierarchy_name(name: str) -> None:
+    """name= as cgroup1_parse_param() checks it: 1-63 bytes of [A-Za-z0-9_.-]
+    and Latin-1 letters (the name as the CLI got it: os.fsdecode'd bytes)."""
+    raw = os.fsencode(name)
+    if not raw:
+        raise einval("empty hierarchy name (name=)")
+    if len(raw) > MAX_HIERARCHY_NAME:
+        raise einval(f"hierarchy name {name[:20]!r}... is {len(raw)} bytes, the kernel takes at most "
+                     f"{MAX_HIERARCHY_NAME}")
+    bad = next((b for b in raw if b not in _NAME_BYTES), None)
+    if bad is not None:
+        raise einval(f"hierarchy name {name!r}: the kernel takes only letters, digits, '_', '.' and '-' "
+                     f"(not {bytes([bad])!r})")
+
+
 def parse_hierarchy_spec(spec: str) -> tuple[list[str], str | None]:
     """``"cpu,cpuacct"`` -> (["cpu", "cpuacct"], None); ``"name=systemd"``
-    -> ([], "systemd"). Unknown controllers are a one-line error."""
+    (or ``"none,name=systemd"``) -> ([], "systemd"). The kernel's rules for
+    the mount options; anything else is a one-line error."""
     controllers: list[str] = []
     name = None
+    none = False
     for part in spec.split(","):
         part = part.strip()
         if part.startswith("name="):
+            if name is not None:
+                raise einval(f"two names in {spec!r}")
             name = part[5:]
-            if not name or "/" in name:
-                raise einval(f"bad hierarchy name in {spec!r}")
+            check_hierarchy_name(name)
+        elif part == "none":
+            none = True
         elif part in CONTROLLERS:
             controllers.append(part)
         else:
             raise einval(f"unknown cgroup controller {part!r} (known: {', '.join(sorted(CONTROLLERS))}, "
                          f"or name=NAME)")
+    if none and controllers:
+        raise einval(f"'none' with controllers in {spec!r}")
     if not controllers and not name:
         raise einval(f"empty hierarchy {spec!r}")
     return controllers, name
 
 
-def parse_hierarchy_specs(specs) -> list[tuple[list[str], str | None]]:
-    """Every spec parsed, and the set checked as the kernel checks mounts: a
-    controller (or a name=) can be in one hierarchy only."""
+def parse_hierarchies(specs) -> list[tuple[list[str], str | None]]:
+    """Every spec parsed, and what the kernel refuses between hierarchies:
+    a controller in two of them, a name given twice (a second mount with
+    the name of an existing hierarchy and other controllers is EBUSY)."""
     parsed = [parse_hierarchy_spec(spec) for spec in specs]
     seen: set[str] = set()
-    for names, hname in parsed:
-        keys = set(names) | ({f"name={hname}"} if hname else set())
-        dup = seen.intersection(keys)
+    names: set[str] = set()
+    for controllers, name in parsed:
+        dup = seen.intersection(controllers)
         if dup:
             raise einval(f"controller {sorted(dup)[0]} in two hierarchies")
-        seen.update(keys)
+        seen.update(controllers)
+        if name is not None:
+            if name in names:
+                raise einval(f"hierarchy name {name!r} given twice")
+            names.add(name)
     return parsed
+
+
+def lay_out(specs, dirnames: dict[str, str] | None = None,
+            links: dict[str, str] | None = None) -> list[tuple[list[str], str | None, str, list[str]]]:
+    """(controllers, name, directory, symlinks) of each hierarchy under the
+    mount point: the directories given (a host's layout) or systemd's, and
+    the symlinks given or a symlink for each member of a co-mounted
+    hierarchy. Every entry of the mount must be a distinct name a directory
+    can hold: the kernel takes name=. and name=.., no directory is called so."""
+    out = []
+    for spec, (names, hname) in zip(specs, parse_hierarchies(specs)):
+        dirname = (dirnames or {}).get(spec) or default_dirname(spec)
+        if "/" in dirname or dirname in (".", ".."):
+            raise einval(f"{dirname!r} cannot be a directory of the mount (hierarchy {spec!r})")
+        out.append((names, hname, dirname, (names if len(names) > 1 else []) if links is None else []))
+    dirs = [d for _, _, d, _ in out]
+    if len(set(dirs)) != len(dirs):
+        raise einval("two hierarchies in one directory")
+    entries = set(dirs)
+    for link, dirname in (links or {}).items():
+        if dirname not in entries or "/" in link or link in (".", ".."):
+            raise einval(f"bad symlink {link!r} -> {dirname!r}")
+        next(item for item in out if item[2] == dirname)[3].append(link)
+    for link in [link for _, _, _, aliases in out for link in aliases]:
+        if link in entries:
+            raise einval(f"two entries of the mount named {link!r}")
+        entries.add(link)
+    return out
 
 
 @dataclass
@@ -146,20 +213,9 @@ class CgroupModel:
         # mirrors the model's values elsewhere (the /proc view copies).
         self.on_change: list = []
         self.mounts: list[MountedHierarchy] = []
-        for spec, (names, hname) in zip(hierarchies, parse_hierarchy_specs(hierarchies)):
+        for names, hname, dirname, aliases in lay_out(hierarchies, dirnames, links):
             h = Hierarchy(self, [CONTROLLERS[n] for n in names], hname, top_is_root=top_is_root)
-            dirname = (dirnames or {}).get(spec) or default_dirname(spec)
-            if "/" in dirname or dirname in (".", ".."):
-                raise einval(f"bad directory name {dirname!r} for hierarchy {spec!r}")
-            aliases = (names if len(names) > 1 else []) if links is None else []
             self.mounts.append(MountedHierarchy(dirname, h, aliases))
-        by_dir = {m.dirname: m for m in self.mounts}
-        if len(by_dir) != len(self.mounts):
-            raise einval("two hierarchies in one directory")
-        for link, dirname in (links or {}).items():
-            if dirname not in by_dir or link in by_dir or "/" in link or link in (".", ".."):
-                raise einval(f"bad symlink {link!r} -> {dirname!r}")
-            by_dir[dirname].aliases.append(link)
 
     def next_serial(self) -> int:
         return next(self._serials)

@@ -8,7 +8,7 @@ import errno
 import stat
 import time
 
-from fakefs.model.cftype import WriteContext
+from fakefs.model.cftype import FileAttrs, WriteContext
 from fakefs.model.cgroup import Cgroup, Hierarchy
 from fakefs.model.errors import KernelError
 from fakefs.model.kernfs import kernfs_order
@@ -19,6 +19,11 @@ from fakefs.vfs.nodes import Attr, Node
 # through the filesystem's own operations, so the kernel may keep entries;
 # directories, links and control files that are not ``live`` change only by
 # a write/mkdir/rmdir/rename/chmod here, so their attributes may be kept too.
+
+# kernfs' limits on user.* attributes per node (KERNFS_MAX_USER_XATTRS,
+# KERNFS_USER_XATTR_SIZE_LIMIT; measured: the 129th, or a value past 128 KiB
+# in all, is ENOSPC).
+KERNFS_USER_XATTR_LIMITS = (128, 128 << 10)
 
 
 class CgroupFsRoot(Node):
@@ -35,10 +40,22 @@ class CgroupFsRoot(Node):
         self.mount_points = tuple(mount_points)
         self.key = ("cgroupfs-root",)
         self.mtime_ns = time.time_ns()
+        # A tmpfs keeps these in the inode, for as long as it is mounted:
+        # here for as long as the daemon runs (the state file has cgroups).
+        self._meta = FileAttrs()  # times and xattrs
 
     def attr(self) -> Attr:
-        return Attr(stat.S_IFDIR | 0o755, nlink=2 + len(self.model.mounts) + len(self.mount_points),
-                    mtime_ns=self.mtime_ns)
+        return _with_times(Attr(stat.S_IFDIR | 0o755, nlink=2 + len(self.model.mounts) + len(self.mount_points),
+                                mtime_ns=self.mtime_ns), self._meta)
+
+    def set_times(self, atime_ns: int | None, mtime_ns: int | None) -> None:
+        self._meta.set_times(atime_ns, mtime_ns, time.time_ns())
+
+    def xattrs(self) -> dict[str, bytes]:
+        return self._meta.xattrs
+
+    def set_xattr(self, name: str, value: bytes | None) -> None:
+        self._meta.set_xattr(name, value)
 
     def lookup(self, name: str) -> Node:
         if name in self.mount_points:
@@ -99,6 +116,7 @@ class AliasLink(Node):
 class CgroupDir(Node):
     volatile = False
     entry_stable = True
+    user_xattr_limits = KERNFS_USER_XATTR_LIMITS
     # Known from the class: Node.is_dir would stat (a file's stat renders it).
     is_dir = True
 
@@ -124,8 +142,8 @@ class CgroupDir(Node):
         a = cg.attrs.get(".")
         if a is not None and a.mode is not None:
             mode = a.mode
-        return Attr(stat.S_IFDIR | mode, uid=a.uid if a else 0, gid=a.gid if a else 0,
-                    nlink=2 + len(cg.children), mtime_ns=self.mtime_ns)
+        return _with_times(Attr(stat.S_IFDIR | mode, uid=a.uid if a else 0, gid=a.gid if a else 0,
+                                nlink=2 + len(cg.children), mtime_ns=self.mtime_ns), a)
 
     def lookup(self, name: str) -> Node:
         cg = self._alive()
@@ -164,11 +182,36 @@ class CgroupDir(Node):
 
     def chmod_chown(self, mode: int | None, uid: int | None, gid: int | None) -> None:
         cg = self._alive()
-        cg.hierarchy.set_attrs(cg, ".", mode, uid, gid)
+        cg.hierarchy.set_attrs(cg, ".", mode, uid, gid, time.time_ns())
+
+    def set_times(self, atime_ns: int | None, mtime_ns: int | None) -> None:
+        cg = self._alive()
+        cg.hierarchy.set_times(cg, ".", atime_ns, mtime_ns, time.time_ns())
+
+    def xattrs(self) -> dict[str, bytes]:
+        return _xattrs_of(self._alive(), ".")
+
+    def set_xattr(self, name: str, value: bytes | None) -> None:
+        cg = self._alive()
+        cg.hierarchy.set_xattr(cg, ".", name, value)
+
+
+def _with_times(a: Attr, kept: FileAttrs | None) -> Attr:
+    if kept is not None:
+        if kept.mtime_ns is not None:
+            a.mtime_ns = kept.mtime_ns
+        a.atime_ns, a.ctime_ns = kept.atime_ns, kept.ctime_ns
+    return a
+
+
+def _xattrs_of(cg: Cgroup, name: str) -> dict[str, bytes]:
+    a = cg.attrs.get(name)
+    return a.xattrs if a is not None else {}
 
 
 class ControlNode(Node):
     entry_stable = True
+    user_xattr_limits = KERNFS_USER_XATTR_LIMITS
     is_dir = False
 
     def __init__(self, cgroup: Cgroup, name: str, mtime_ns: int):
@@ -203,8 +246,8 @@ class ControlNode(Node):
                 size = len(self.render())
             except KernelError:
                 size = 0
-        return Attr(stat.S_IFREG | mode, uid=a.uid if a else 0, gid=a.gid if a else 0,
-                    size=size, mtime_ns=self.mtime_ns)
+        return _with_times(Attr(stat.S_IFREG | mode, uid=a.uid if a else 0, gid=a.gid if a else 0,
+                                size=size, mtime_ns=self.mtime_ns), a)
 
     def render(self) -> bytes:
         spec = self._spec()
@@ -220,4 +263,16 @@ class ControlNode(Node):
 
     def chmod_chown(self, mode: int | None, uid: int | None, gid: int | None) -> None:
         self._spec()
-        self.cgroup.hierarchy.set_attrs(self.cgroup, self.name, mode, uid, gid)
+        self.cgroup.hierarchy.set_attrs(self.cgroup, self.name, mode, uid, gid, time.time_ns())
+
+    def set_times(self, atime_ns: int | None, mtime_ns: int | None) -> None:
+        self._spec()
+        self.cgroup.hierarchy.set_times(self.cgroup, self.name, atime_ns, mtime_ns, time.time_ns())
+
+    def xattrs(self) -> dict[str, bytes]:
+        self._spec()
+        return _xattrs_of(self.cgroup, self.name)
+
+    def set_xattr(self, name: str, value: bytes | None) -> None:
+        self._spec()
+        self.cgroup.hierarchy.set_xattr(self.cgroup, self.name, name, value)

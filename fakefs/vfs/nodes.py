@@ -25,6 +25,15 @@ class Attr:
     size: int = 0
     nlink: int = 1
     mtime_ns: int = 0
+    # None: the same as mtime_ns (nodes that keep one time only).
+    atime_ns: int | None = None
+    ctime_ns: int | None = None
+
+    @property
+    def times_ns(self) -> tuple[int, int, int]:
+        """(atime, mtime, ctime) in nanoseconds."""
+        m = self.mtime_ns
+        return (m if self.atime_ns is None else self.atime_ns, m, m if self.ctime_ns is None else self.ctime_ns)
 
 
 class Node:
@@ -81,6 +90,26 @@ class Node:
 
     def chmod_chown(self, mode: int | None, uid: int | None, gid: int | None) -> None:
         raise KernelError(errno.EPERM)
+
+    def set_times(self, atime_ns: int | None, mtime_ns: int | None) -> None:
+        """utime(2) (None: leave that time). Nodes that keep no times of
+        their own accept it and keep showing theirs."""
+
+    # Extended attributes ---------------------------------------------------
+    # (how many, how many value bytes) of user.* attributes a node holds at
+    # most, or None for no limit of the filesystem's own.
+    user_xattr_limits: tuple[int, int] | None = None
+
+    def xattrs(self) -> dict[str, bytes]:
+        """The node's extended attributes, name -> value (read only: change
+        them with set_xattr). EOPNOTSUPP where the filesystem has none
+        (procfs)."""
+        raise KernelError(errno.EOPNOTSUPP)
+
+    def set_xattr(self, name: str, value: bytes | None) -> None:
+        """Store (or with None remove) one extended attribute; the rules
+        (namespaces, flags, limits) are FsOps's."""
+        raise KernelError(errno.EOPNOTSUPP)
 
     # Symlinks -----------------------------------------------------------
     def readlink(self) -> str:

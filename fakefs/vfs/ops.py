@@ -18,14 +18,42 @@ from __future__ import annotations
 import errno
 import itertools
 import os
+import sys
+import traceback
 from dataclasses import dataclass
-from typing import Hashable
+from typing import Callable, Hashable
 
 from fakefs.model.cftype import WriteContext
 from fakefs.model.errors import KernelError
 from fakefs.vfs.nodes import Attr, Node
 
 ROOT_INODE = 1
+
+
+def one_line(text: str) -> str:
+    """``text`` safe for a one-line log entry: newlines, other control
+    characters and the surrogates that stand for undecodable name bytes
+    are shown escaped (a cgroup may be called ``"a\\nb"`` or ``b"\\xff"``)."""
+    if text.isprintable():  # lone surrogates are not
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def log_to_stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def internal_error(op: str, exc: BaseException, log: Callable[[str], None] = log_to_stderr,
+                   outcome: str = "answered EIO") -> KernelError:
+    """The answer to a request that failed with anything but a KernelError:
+    a bug, or an input nothing foresaw. No caller may kill a server, so each
+    transport turns such a failure into EIO for that one request (this
+    function's KernelError), logged as one line that says where it was
+    raised; the server goes on with the next request."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f" at {os.path.basename(frames[-1].filename)}:{frames[-1].lineno} in {frames[-1].name}" if frames else ""
+    log(one_line(f"{op} failed, {outcome}: {type(exc).__name__}: {exc}{where}"))
+    return KernelError(errno.EIO, f"internal error in {op}")
 
 
 @dataclass
@@ -51,6 +79,8 @@ class FsOps:
         # restarted on a connection the kernel kept (supervisor.py) can give
         # the kernel's node ids their nodes again: restore_inodes().
         self._paths: dict[int, tuple[str, ...]] = {ROOT_INODE: ()}
+        # The directory each inode was found in, for the ".." of a listing.
+        self._parents: dict[int, int] = {ROOT_INODE: ROOT_INODE}
         # Set to a list to collect what a restart needs, as it happens:
         # ("inode", ino, path) and ("rename", old_path, new_path).
         self.path_events: list | None = None
@@ -88,6 +118,8 @@ class FsOps:
             ino = next(self._next_inode)
             self._by_key[node.key] = ino
         self._inodes[ino] = node
+        if parent is not None:
+            self._parents[ino] = parent
         if parent is not None and ino not in self._paths:
             base = self._paths.get(parent)
             if base is not None:
@@ -141,6 +173,7 @@ class FsOps:
         except KernelError:
             del self._inodes[inode]
             self._paths.pop(inode, None)
+            self._parents.pop(inode, None)
             self._by_key.pop(node.key, None)
 
     # -- metadata -------------------------------------------------------------
@@ -156,26 +189,110 @@ class FsOps:
         return self.inode_of(child, parent, name), child.attr_for(ctx or WriteContext())
 
     def readdir(self, inode: int) -> list[tuple[str, int, Attr]]:
-        out = []
-        for name, child in self.node(inode).entries():
+        """The directory's entries, "." and ".." first as every Linux
+        filesystem lists them (dir_emit_dots(); ".." of the root is the root)."""
+        node = self.node(inode)
+        children = node.entries()
+        parent = self._parent_of(inode)
+        out = [(".", inode, node.attr()), ("..", parent, self.getattr(parent))]
+        for name, child in children:
             try:
                 out.append((name, self.inode_of(child, inode, name), child.attr()))
             except KernelError:
                 continue  # removed between listing and stat
         return out
 
+    def _parent_of(self, inode: int) -> int:
+        parent = self._parents.get(inode)
+        if parent is None:
+            # Restored by a restarted server (restore_inodes) and not looked
+            # up since: found by its path, once.
+            path = self._paths.get(inode)
+            parent = next((i for i, p in self._paths.items() if path and p == path[:-1] and i in self._inodes),
+                          ROOT_INODE)
+            self._parents[inode] = parent
+        return parent
+
     def readlink(self, inode: int) -> str:
         return self.node(inode).readlink()
 
     def setattr(self, inode: int, mode: int | None = None, uid: int | None = None, gid: int | None = None,
-                size: int | None = None) -> Attr:
+                size: int | None = None, atime_ns: int | None = None, mtime_ns: int | None = None) -> Attr:
         node = self.node(inode)
         self._changed()
         if size is not None:
             node.truncate(size)
         if mode is not None or uid is not None or gid is not None:
             node.chmod_chown(mode, uid, gid)
+        if atime_ns is not None or mtime_ns is not None:
+            node.set_times(atime_ns, mtime_ns)
         return node.attr()
+
+    # -- extended attributes ------------------------------------------------------
+    # The VFS has checked what it checks for every filesystem before a
+    # request gets here (name and value sizes, trusted.* only for
+    # CAP_SYS_ADMIN, user.* only on files and directories, write permission,
+    # system.posix_acl_*); what is left is the filesystem's handlers: kernfs
+    # (and tmpfs) have one for each of these namespaces.
+    XATTR_NAMESPACES = ("security.", "trusted.", "user.")
+
+    @classmethod
+    def _xattr_namespace(cls, name: str) -> str:
+        """xattr_resolve_name(): no handler for the prefix is EOPNOTSUPP,
+        the bare prefix EINVAL."""
+        prefix = next((p for p in cls.XATTR_NAMESPACES if name.startswith(p)), None)
+        if prefix is None:
+            raise KernelError(errno.EOPNOTSUPP, name)
+        if name == prefix:
+            raise KernelError(errno.EINVAL, f"empty {prefix} attribute name")
+        return prefix
+
+    def getxattr(self, inode: int, name: str) -> bytes:
+        node = self.node(inode)
+        self._xattr_namespace(name)
+        value = node.xattrs().get(name)
+        if value is None:
+            raise KernelError(errno.ENODATA, name)
+        return value
+
+    def listxattr(self, inode: int, ctx: WriteContext) -> list[str]:
+        """Names of the node's attributes; trusted.* only to root (kernfs'
+        simple_xattr_list() leaves them out for callers without
+        CAP_SYS_ADMIN). A filesystem without attributes lists none."""
+        node = self.node(inode)
+        try:
+            names = sorted(node.xattrs())
+        except KernelError as exc:
+            if exc.errno != errno.EOPNOTSUPP:
+                raise
+            return []
+        return names if ctx.uid == 0 else [n for n in names if not n.startswith("trusted.")]
+
+    def setxattr(self, inode: int, name: str, value: bytes, flags: int, ctx: WriteContext) -> None:
+        node = self.node(inode)
+        prefix = self._xattr_namespace(name)
+        table = node.xattrs()
+        if prefix == "user." and node.user_xattr_limits is not None:
+            # kernfs_vfs_user_xattr_add(): counted as one more attribute and
+            # its whole value before it looks whether the name exists.
+            most, most_bytes = node.user_xattr_limits
+            users = [v for n, v in table.items() if n.startswith("user.")]
+            if len(users) + 1 > most or sum(map(len, users)) + len(value) > most_bytes:
+                raise KernelError(errno.ENOSPC, f"{prefix} attributes full")
+        if flags & os.XATTR_CREATE and name in table:
+            raise KernelError(errno.EEXIST, name)
+        if flags & os.XATTR_REPLACE and name not in table:
+            raise KernelError(errno.ENODATA, name)
+        self._changed()
+        node.set_xattr(name, bytes(value))
+
+    def removexattr(self, inode: int, name: str, ctx: WriteContext) -> None:
+        node = self.node(inode)
+        self._xattr_namespace(name)
+        if name not in node.xattrs():
+            raise KernelError(errno.ENODATA, name)
+        self._changed()
+        node.set_xattr(name, None)
 
     # -- namespace changes ------------------------------------------------------
     def mkdir(self, parent: int, name: str, ctx: WriteContext) -> tuple[int, Attr]:

@@ -8,15 +8,11 @@ needs root and the hierarchies mounted at /sys/fs/cgroup, else it skips
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
-import os
-import tempfile
-
-from tests.support import fakefs, require_root_and_fuse
-
-from .surfaces import (CANDIDATES, MACHINE_HIERARCHIES, KernelSurface, PathSurface,
-                       kernel_cgroup_v1_available, require)
+from .surfaces import CANDIDATES, KernelSurface, PathSurface, kernel_cgroup_v1_available, machine_layout_mount, require
 
 
 @pytest.fixture(scope="session")
@@ -25,18 +21,8 @@ def diff_mount():
     if os.environ.get("FAKEFS_DIFF_MOUNT"):
         yield os.environ["FAKEFS_DIFF_MOUNT"]
         return
-    require_root_and_fuse()
-    path = tempfile.mkdtemp(prefix="fakefs-diff-mnt-")
-    args = ["mount", path]
-    for h in MACHINE_HIERARCHIES:
-        args += ["--hierarchy", h]
-    res = fakefs(*args)
-    assert res.returncode == 0, res.stderr
-    try:
+    with machine_layout_mount() as path:
         yield path
-    finally:
-        fakefs("umount", path)
-        os.rmdir(path)
 
 
 @pytest.fixture(params=CANDIDATES, ids=lambda f: f.id)

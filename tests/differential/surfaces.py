@@ -29,10 +29,12 @@ import secrets
 import signal
 import stat
 import subprocess
+import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 import pytest
 
@@ -547,6 +549,33 @@ class SurfaceFactory:
 # conftest mounts it once per session (or uses $FAKEFS_DIFF_MOUNT).
 CANDIDATES: list[SurfaceFactory] = [SurfaceFactory("model", ModelSurface),
                                     SurfaceFactory("mount", lambda c: None)]
+
+
+@contextmanager
+def machine_layout_mount(backend: str | None = None) -> Iterator[str]:
+    """fakefs mounted (through the CLI) with this machine's hierarchies, in
+    a world-searchable scratch directory (steps may run as another user);
+    unmounted and removed afterwards."""
+    from tests.support import fakefs, require_root_and_fuse
+
+    require_root_and_fuse()
+    scratch = tempfile.mkdtemp(prefix="fakefs-diff-mnt-")
+    os.chmod(scratch, 0o755)
+    path = os.path.join(scratch, "mnt")
+    os.mkdir(path)
+    args = ["mount", path, *(["--backend", backend] if backend else [])]
+    for h in MACHINE_HIERARCHIES:
+        args += ["--hierarchy", h]
+    try:
+        res = fakefs(*args)
+        assert res.returncode == 0, res.stderr
+        try:
+            yield path
+        finally:
+            fakefs("umount", path)
+    finally:
+        os.rmdir(path)
+        os.rmdir(scratch)
 
 
 def kernel_cgroup_v1_available(controller: str) -> tuple[bool, str]:

@@ -10,6 +10,8 @@ and reads show it as ``<S1>``.
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from fakefs.model.kparse import format_cpulist
@@ -54,6 +56,13 @@ def test_mkdir_names(controller, pair):
         ("mkdir", "m" * 256),        # kernfs has no NAME_MAX check: only PATH_MAX limits
         ("mkdir", "l" * 1000),
         ("rmdir", "n" * 255), ("rmdir", "m" * 256), ("rmdir", "l" * 1000),
+        ("list", ""),
+        # Names are bytes: not UTF-8 is fine, a newline is not.
+        *[("mkdir", os.fsdecode(n)) for n in (b"\xff", b"a\xc3", b"\xed\xa0\x80", b"\x01", b"x\n\xff")],
+        ("list", ""),
+        ("rename", os.fsdecode(b"\xff"), os.fsdecode(b"\xfe")),
+        ("read", os.fsdecode(b"\xfe") + "/notify_on_release"),
+        *[("rmdir", os.fsdecode(n)) for n in (b"\xfe", b"a\xc3", b"\xed\xa0\x80", b"\x01")],
         ("list", ""),
     ])
 

@@ -224,6 +224,11 @@ WRITE_IN = _layout("fuse_write_in", "u64 fh", "u64 offset", "u32 size", "u32 wri
                    "u32 flags", "u32 padding")
 WRITE_OUT = _layout("fuse_write_out", "u32 size", "u32 padding")
 ACCESS_IN = _layout("fuse_access_in", "u32 mask", "u32 padding")
+# Before 7.33 (FUSE_SETXATTR_EXT, which we never ask for) setxattr_in has
+# only these two fields; the name (NUL-terminated) and the value follow.
+SETXATTR_IN = _layout("fuse_setxattr_in", "u32 size", "u32 flags")
+GETXATTR_IN = _layout("fuse_getxattr_in", "u32 size", "u32 padding")
+GETXATTR_OUT = _layout("fuse_getxattr_out", "u32 size", "u32 padding")
 INTERRUPT_IN = _layout("fuse_interrupt_in", "u64 unique")
 # fuse_dirent's fixed part; the name follows and the whole entry is padded
 # to 8 bytes (FUSE_DIRENT_ALIGN).
@@ -237,6 +242,7 @@ _EXPECTED_SIZES = {
     IN_HEADER: 40, OUT_HEADER: 16, ATTR: 88, KSTATFS: 80, INIT_IN: 16, INIT_OUT: 64, GETATTR_IN: 16,
     SETATTR_IN: 88, OPEN_OUT: 16, RELEASE_IN: 24, FLUSH_IN: 24, READ_IN: 40, WRITE_IN: 40, WRITE_OUT: 8,
     CREATE_IN: 16, MKDIR_IN: 8, MKNOD_IN: 16, RENAME2_IN: 16, FORGET_ONE: 16, DIRENT_HEAD: 24,
+    SETXATTR_IN: 8, GETXATTR_IN: 8, GETXATTR_OUT: 8,
 }
 for _layout_obj, _size in _EXPECTED_SIZES.items():
     assert _layout_obj.size == _size, (_layout_obj.name, _layout_obj.size, _size)

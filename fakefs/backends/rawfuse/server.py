@@ -15,6 +15,7 @@ with mount(2) on an open ``/dev/fuse`` and runs the session under trio.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import itertools
 import json
@@ -24,7 +25,6 @@ import socket
 import stat
 import sys
 import time
-import traceback
 
 import trio
 
@@ -33,7 +33,7 @@ from fakefs.backends.rawfuse import inodelog
 from fakefs.model.cftype import WriteContext
 from fakefs.model.errors import KernelError
 from fakefs.vfs.nodes import Attr
-from fakefs.vfs.ops import FsOps
+from fakefs.vfs.ops import FsOps, internal_error
 from fakefs.backends.rawfuse import protocol as P
 from fakefs.backends.rawfuse.protocol import Malformed, Opcode
 
@@ -154,6 +154,10 @@ class FuseSession:
             Opcode.RENAME2: self._rename2,
             Opcode.STATFS: self._statfs,
             Opcode.ACCESS: self._access,
+            Opcode.GETXATTR: self._getxattr,
+            Opcode.LISTXATTR: self._listxattr,
+            Opcode.SETXATTR: self._setxattr,
+            Opcode.REMOVEXATTR: self._removexattr,
             Opcode.INTERRUPT: self._interrupt,
             Opcode.DESTROY: self._destroy,
             # cgroupfs (kernfs) has no ->symlink/->link/->mknod: the VFS says EPERM.
@@ -192,9 +196,9 @@ class FuseSession:
         except Malformed as exc:
             self.log(f"malformed {self._opname(hdr.opcode)} request: {exc}")
             return None if no_reply else P.reply(hdr.unique, -errno.EINVAL)
-        except Exception:  # a bug must cost one request, never the mount
-            self.log(f"{self._opname(hdr.opcode)} failed:\n{traceback.format_exc()}")
-            return None if no_reply else P.reply(hdr.unique, -errno.EIO)
+        except Exception as exc:  # a bug must cost one request, never the mount
+            error = internal_error(self._opname(hdr.opcode), exc, self.log)
+            return None if no_reply else P.reply(hdr.unique, -error.errno)
         if no_reply or payload is None:
             return None
         return P.reply(hdr.unique, 0, payload)
@@ -236,9 +240,9 @@ class FuseSession:
     # -- encoding -------------------------------------------------------------------
     @staticmethod
     def _attr(inode: int, a: Attr) -> bytes:
-        sec, nsec = divmod(a.mtime_ns, 1_000_000_000)
-        return P.ATTR.pack(ino=inode, size=a.size, blocks=0, atime=sec, mtime=sec, ctime=sec, atimensec=nsec,
-                           mtimensec=nsec, ctimensec=nsec, mode=a.mode, nlink=a.nlink, uid=a.uid, gid=a.gid,
+        (asec, ansec), (msec, mnsec), (csec, cnsec) = (divmod(t, 1_000_000_000) for t in a.times_ns)
+        return P.ATTR.pack(ino=inode, size=a.size, blocks=0, atime=asec, mtime=msec, ctime=csec, atimensec=ansec,
+                           mtimensec=mnsec, ctimensec=cnsec, mode=a.mode, nlink=a.nlink, uid=a.uid, gid=a.gid,
                            rdev=0, blksize=PAGE_SIZE)
 
     def _timeouts(self, inode: int, a: Attr) -> tuple[int, int]:
@@ -320,7 +324,7 @@ class FuseSession:
         a = self.ops.getattr(hdr.nodeid, _ctx(hdr))
         size = self._snapshot_size(hdr.nodeid, fh if flags & P.FUSE_GETATTR_FH else None)
         if size is not None:
-            a = Attr(a.mode, a.uid, a.gid, size, a.nlink, a.mtime_ns)
+            a = dataclasses.replace(a, size=size)
         return self._attr_out(hdr.nodeid, a)
 
     def _snapshot_size(self, inode: int, fh: int | None) -> int | None:
@@ -341,8 +345,34 @@ class FuseSession:
             uid=s.uid if s.valid & P.FATTR_UID else None,
             gid=s.gid if s.valid & P.FATTR_GID else None,
             size=s.size if s.valid & P.FATTR_SIZE else None,
+            atime_ns=_time_set(s.valid, P.FATTR_ATIME, P.FATTR_ATIME_NOW, s.atime, s.atimensec),
+            mtime_ns=_time_set(s.valid, P.FATTR_MTIME, P.FATTR_MTIME_NOW, s.mtime, s.mtimensec),
         )
         return self._attr_out(hdr.nodeid, a)
+
+    # -- extended attributes --------------------------------------------------------------
+    def _getxattr(self, hdr, body):
+        size = P.GETXATTR_IN.unpack(body).size
+        name, _ = _name(body, P.GETXATTR_IN.size)
+        return _sized(self.ops.getxattr(hdr.nodeid, name), size)
+
+    def _listxattr(self, hdr, body):
+        size = P.GETXATTR_IN.unpack(body).size
+        return _sized(b"".join(os.fsencode(n) + b"\0" for n in self.ops.listxattr(hdr.nodeid, _ctx(hdr))), size)
+
+    def _setxattr(self, hdr, body):
+        s = P.SETXATTR_IN.unpack(body)
+        name, offset = _name(body, P.SETXATTR_IN.size)
+        value = bytes(body[offset:offset + s.size])
+        if len(value) != s.size:
+            raise Malformed(f"SETXATTR of {s.size} bytes carries {len(value)}")
+        self.ops.setxattr(hdr.nodeid, name, value, s.flags, _ctx(hdr))
+        return b""
+
+    def _removexattr(self, hdr, body):
+        name, _ = _name(body)
+        self.ops.removexattr(hdr.nodeid, name, _ctx(hdr))
+        return b""
 
     def _readlink(self, hdr, body):
         return os.fsencode(self.ops.readlink(hdr.nodeid))
@@ -480,6 +510,25 @@ class FuseSession:
     def _releasedir(self, hdr, body):
         self._dirs.pop(P.RELEASE_IN.unpack(body).fh, None)
         return b""
+
+
+def _time_set(valid: int, given: int, now: int, sec: int, nsec: int) -> int | None:
+    """A time SETATTR asks for, or None. Linux sends UTIME_NOW as FATTR_*_NOW
+    along with the time of day it read; a request with the flag alone gets
+    ours."""
+    if valid & given:
+        return sec * 1_000_000_000 + nsec
+    return time.time_ns() if valid & now else None
+
+
+def _sized(data: bytes, size: int) -> bytes:
+    """GETXATTR/LISTXATTR: with size 0 the caller asks only how much there
+    is (fuse_getxattr_out); a buffer too small is ERANGE."""
+    if size == 0:
+        return P.GETXATTR_OUT.pack(size=len(data))
+    if len(data) > size:
+        raise KernelError(errno.ERANGE)
+    return data
 
 
 def _permitted(a: Attr, mask: int, uid: int, gid: int) -> bool:

@@ -13,12 +13,12 @@ trio loop then watches every directory with inotify:
 * a directory removed on disk is removed from the model; if the model
   refuses (EBUSY: tasks or children) it comes back;
 * a file closed after writing is handed to the model as write()s (one per
-  line for ``cgroup.procs``, ``tasks``, ``devices.allow``/``deny``); when the
-  model takes it, every file whose value changed is rewritten (the written
-  file shows the model's value, e.g. ``1G`` reads back as ``1073741824``,
-  ``tasks`` lists the whole thread group after ``cgroup.procs``); when the
-  model refuses it, the consumer's text stays in the file and the daemon log
-  says why;
+  line for ``cgroup.procs``, ``tasks``, ``devices.allow``/``deny``), then the
+  written file is replaced whole by the model's value, as a read of the
+  kernel's file shows it (``1G`` reads back as ``1073741824``; a refused
+  text gives way to the old value, and the daemon log says why); every
+  other file whose value changed is rewritten too (``tasks`` lists the
+  whole thread group after ``cgroup.procs``);
 * every second (longer when rendering them takes more than a quarter of
   the time), live values (``tasks``, ``cgroup.procs``, ``pids.current``,
   usage counters) are re-rendered, so exited processes disappear.
@@ -39,9 +39,16 @@ What plain files cannot do (use a FUSE backend where one works):
 * The race between mkdir and the first write: until the watcher has filled a
   new directory (milliseconds), opening a control file there gives ENOENT, or
   with O_CREAT makes a plain file, which the watcher then takes as the first
-  write.
-* A write without O_TRUNC overwrites only the start of the old text, and a
-  file kept open across several writes is seen only when it is closed.
+  write. A directory removed while it is being filled makes ``rm -r`` fail
+  now and then (ENOTEMPTY: a file was added after it listed the directory).
+* A write without O_TRUNC is laid over the start of the value on disk, and
+  inotify says neither the open flags nor where a write ended: when it
+  leaves a tail of the old value the model gets both (``512`` written over
+  ``1024\n`` is ``5124\n``). Writers must truncate (shells' ``>``, Python's
+  ``open(..., "w")`` and ``fakefs run --limit`` do; runc does not, but runc
+  refuses tmpfs trees anyway). Until the watcher has handled a write (right
+  after close), a reader sees the text as written. A file kept open across
+  several writes is seen only when it is closed, as one value.
 * Real /proc/sys entries in an overlay view are copies of their values at
   mount time (snapshots); a write to one is passed on to the real entry.
 * mountinfo shows fstype ``tmpfs``: like the FUSE backends, not discovered
@@ -50,6 +57,7 @@ What plain files cannot do (use a FUSE backend where one works):
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 import time
@@ -62,6 +70,7 @@ from fakefs.backends.tmpfs.inotify import Inotify
 from fakefs.backends.tmpfs.mirror import Mirror
 from fakefs.host.mountinfo import read_mounts
 from fakefs.host.sysmount import MS_BIND, MS_NODEV, MS_NOSUID, clone_mount, mount, replace_mount, umount
+from fakefs.vfs.ops import internal_error, one_line
 
 TREE_DIR = TMPFS_TREE_DIR
 WORK_DIR = "work"
@@ -76,7 +85,7 @@ def _still_mounted(target: str) -> bool:
 
 
 def _log(message: str) -> None:
-    print(f"fakefs-tmpfs: {message}", flush=True)
+    print(f"fakefs-tmpfs: {one_line(message)}", flush=True)
 
 
 def serve(session: Session) -> None:
@@ -175,7 +184,8 @@ class _Watcher:
         try:
             wd = self.ino.add_watch(os.path.join(self.target, rel) if rel else self.target, self.mask)
         except OSError as exc:
-            _log(f"cannot watch {rel or '/'}: {exc.strerror}")
+            if exc.errno not in (errno.ENOENT, errno.ENOTDIR):  # else removed meanwhile: its event follows
+                _log(f"cannot watch {rel or '/'}: {exc.strerror}")
             return
         self.by_wd[wd] = rel
         self.by_rel[rel] = wd
@@ -194,53 +204,78 @@ class _Watcher:
             self.by_wd[wd] = moved
 
     def handle(self, events) -> None:
-        I, m = self.I, self.mirror
+        m = self.mirror
         model = getattr(m.root, "model", None)
         generation = model.generation if model is not None else None
         written: set[str] = set()
         moved_from: dict[int, tuple[str, str, bool]] = {}
         for ev in events:
-            if ev.mask & I.IN_Q_OVERFLOW:
-                _log("inotify queue overflowed: comparing the whole tree")
-                m.resync("")
-                continue
-            if ev.mask & I.IN_IGNORED:
-                rel = self.by_wd.pop(ev.wd, None)
-                if rel is not None and self.by_rel.get(rel) == ev.wd:
-                    del self.by_rel[rel]
-                continue
-            parent = self.by_wd.get(ev.wd)
-            if parent is None or not ev.name:
-                continue
-            rel = f"{parent}/{ev.name}" if parent else ev.name
-            if ev.mask & I.IN_MOVED_FROM:
-                moved_from[ev.cookie] = (parent, ev.name, ev.is_dir)
-            elif ev.mask & I.IN_MOVED_TO and ev.cookie in moved_from:
-                old_parent, old_name, is_dir = moved_from.pop(ev.cookie)
-                if is_dir:
-                    m.dir_renamed(old_parent, old_name, parent, ev.name)
-                else:
-                    m.file_written(rel)
-                    written.add(rel)
-            elif ev.is_dir and ev.mask & (I.IN_CREATE | I.IN_MOVED_TO):
-                m.dir_created(parent, ev.name)
-            elif ev.is_dir and ev.mask & I.IN_DELETE:
-                m.dir_removed(parent, ev.name)
-            elif ev.mask & (I.IN_CLOSE_WRITE | I.IN_MOVED_TO):
-                m.file_written(rel)
-                written.add(rel)
+            try:
+                self._event(ev, written, moved_from)
+            except Exception as exc:
+                # The request boundary of this transport: whatever one event
+                # does, the watcher goes on (a dead watcher is a dead mount).
+                # The directory is compared with the model again instead.
+                internal_error(f"event {ev.mask:#x} on {self.by_wd.get(ev.wd)!r}/{ev.name!r}", exc, _log,
+                               "comparing that directory with the model")
+                self._resync_after_error(self.by_wd.get(ev.wd))
         for parent, name, is_dir in moved_from.values():  # moved out of the tree
             if is_dir:
-                m.dir_removed(parent, name)
+                self._guarded("move out of the tree", m.dir_removed, parent, name)
         if model is not None:
             # A cgroup write can change any file of the tree (membership,
             # inherited values): compare them all.
             if model.generation != generation:
-                m.refresh()
+                self._guarded("refresh", m.refresh)
         elif written:
             # Overlay views: each file stands alone, and real entries stay
             # the snapshots they were at mount time.
-            m.refresh(only=written)
+            self._guarded("refresh", m.refresh, only=written)
+
+    def _guarded(self, what: str, fn, *args, **kwargs) -> None:
+        try:
+            fn(*args, **kwargs)
+        except Exception as exc:
+            internal_error(what, exc, _log, "comparing the tree with the model")
+            self._resync_after_error("")
+
+    def _resync_after_error(self, rel: str | None) -> None:
+        try:
+            self.mirror.resync(rel or "")
+        except Exception as exc:
+            internal_error("resync", exc, _log, "left for the next event")
+
+    def _event(self, ev, written: set[str], moved_from: dict[int, tuple[str, str, bool]]) -> None:
+        I, m = self.I, self.mirror
+        if ev.mask & I.IN_Q_OVERFLOW:
+            _log("inotify queue overflowed: comparing the whole tree")
+            m.resync("")
+            return
+        if ev.mask & I.IN_IGNORED:
+            rel = self.by_wd.pop(ev.wd, None)
+            if rel is not None and self.by_rel.get(rel) == ev.wd:
+                del self.by_rel[rel]
+            return
+        parent = self.by_wd.get(ev.wd)
+        if parent is None or not ev.name:
+            return
+        rel = f"{parent}/{ev.name}" if parent else ev.name
+        if ev.mask & I.IN_MOVED_FROM:
+            moved_from[ev.cookie] = (parent, ev.name, ev.is_dir)
+        elif ev.mask & I.IN_MOVED_TO and ev.cookie in moved_from:
+            old_parent, old_name, is_dir = moved_from.pop(ev.cookie)
+            if is_dir:
+                m.dir_renamed(old_parent, old_name, parent, ev.name)
+            else:
+                m.file_written(rel)
+                written.add(rel)
+        elif ev.is_dir and ev.mask & (I.IN_CREATE | I.IN_MOVED_TO):
+            m.dir_created(parent, ev.name)
+        elif ev.is_dir and ev.mask & I.IN_DELETE:
+            m.dir_removed(parent, ev.name)
+        elif ev.mask & (I.IN_CLOSE_WRITE | I.IN_MOVED_TO):
+            m.file_written(rel)
+            written.add(rel)
 
     async def run(self) -> None:
         async with trio.open_nursery() as nursery:

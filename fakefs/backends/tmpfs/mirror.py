@@ -14,8 +14,8 @@ Bookkeeping, per file path relative to the tree:
   consumer's write we already handled). Disk content that differs is an
   unhandled consumer write, and is never overwritten before it is handled.
 * ``rendered``: the node's rendering when it was last compared. A file is
-  rewritten only when the rendering changes, so a consumer's write the model
-  refused stays in the file until the value it stands for really changes.
+  rewritten when the rendering changes, and after each consumer write it
+  handled (taken or refused: it then reads as the kernel's file would).
 """
 
 from __future__ import annotations
@@ -32,6 +32,9 @@ from fakefs.model.cftype import WriteContext
 from fakefs.model.errors import KernelError
 
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+# What reaching a directory a consumer removed (or replaced by a file or a
+# symlink) meanwhile fails with: the directory is gone, not the mirror broken.
+_GONE = frozenset({errno.ENOENT, errno.ENOTDIR, errno.ELOOP})
 # Files where each line a consumer leaves is one write() on the kernel (one
 # PID or one rule per write): a shell loop appending several ends up here.
 LINE_COMMAND_FILES = frozenset({"cgroup.procs", "tasks", "devices.allow", "devices.deny"})
@@ -176,32 +179,43 @@ class Mirror:
         """Make the directory ``rel`` (already on disk) hold the node's entries.
 
         Files a consumer put there first (the race between mkdir and the
-        first write) are kept and returned: they are consumer writes."""
+        first write) are kept and returned: they are consumer writes. A
+        consumer may remove the directory while it is being filled
+        (``mkdir x; rm -rf x``): filling stops there, and the removal's own
+        event takes it out of the model."""
         self.dirs[rel] = node
         self.on_new_dir(rel)
         if disk is None:
             disk = self.disk_entries(rel) or {}
         early: list[str] = []
-        for name, child in node.entries():
-            path = join(rel, name)
-            try:
-                kind = _kind(child)
-            except KernelError:
-                continue
-            if kind == "dir":
-                if name not in disk:
-                    self._mkdir(path, child)
-                early += self._adopt_dir(path, child)
-            elif kind == "link":
-                if name not in disk:
-                    with self._dir(rel) as dfd:
-                        os.symlink(child.readlink(), name, dir_fd=dfd)
-            elif name in disk:
-                early.append(path)
-            else:
-                content = self._render(child)
-                self._put_file(path, child, content)
-                self.rendered[path] = content
+        try:
+            for name, child in node.entries():
+                path = join(rel, name)
+                try:
+                    kind = _kind(child)
+                except KernelError:
+                    continue
+                if kind == "dir":
+                    if name not in disk:
+                        self._mkdir(path, child)
+                    early += self._adopt_dir(path, child)
+                elif kind == "link":
+                    if name not in disk:
+                        with self._dir(rel) as dfd:
+                            os.symlink(child.readlink(), name, dir_fd=dfd)
+                elif name in disk:
+                    content = self._render(child)
+                    if self.read_disk(path) == content:
+                        self.ours[path] = self.rendered[path] = content  # ours from an earlier fill
+                    else:
+                        early.append(path)
+                else:
+                    content = self._render(child)
+                    self._put_file(path, child, content)
+                    self.rendered[path] = content
+        except OSError as exc:
+            if exc.errno not in _GONE:
+                raise
         return early
 
     def _mkdir(self, rel: str, node: Node) -> None:
@@ -243,11 +257,26 @@ class Mirror:
             except KernelError as exc:
                 self.log(f"{rel}: write {command[:60]!r} refused: "
                          f"{errno.errorcode.get(exc.errno, exc.errno)} {exc.detail}".rstrip())
-        if accepted:
-            self.rendered.pop(rel, None)  # show the model's value, as a read would
-        else:
-            self.rendered[rel] = self._render(node)  # the refused text stays
+        # Taken or refused, the file now reads as the kernel's file would:
+        # the model's value, whole (a refused text must not stay to have the
+        # next write laid over it).
+        self._show(rel, node, content)
         return accepted
+
+    def _show(self, rel: str, node: Node, handled: bytes) -> None:
+        """Replace the handled consumer write at ``rel`` by the node's
+        rendering, atomically (a reader sees the written text or the value,
+        never a mix); not if the consumer wrote again meanwhile (that write
+        is handled on its own event) or removed the file."""
+        content = self._render(node)
+        self.rendered[rel] = content
+        if content == handled or self.read_disk(rel) != handled:
+            return
+        try:
+            self._put_file(rel, node, content, replace=True)
+        except OSError as exc:
+            if exc.errno not in _GONE:
+                raise
 
     def dir_created(self, parent: str, name: str) -> None:
         rel = join(parent, name)
@@ -289,7 +318,12 @@ class Mirror:
             except KernelError:
                 node = None
             if node is not None and (self.disk_entries(parent) or {}).get(name) is None:
-                self._mkdir(rel, node)
+                try:
+                    self._mkdir(rel, node)
+                except OSError as exc:
+                    if exc.errno not in _GONE:
+                        raise
+                    return  # the parent went too: its own event follows
                 self._adopt_dir(rel, node)
             return
         self._forget(rel)
@@ -325,17 +359,18 @@ class Mirror:
     def _remove_tree(self, rel: str) -> None:
         parent, name = _split(rel)
         disk = self.disk_entries(rel) or {}
-        for sub, kind in disk.items():
-            if kind == "dir":
-                self._remove_tree(join(rel, sub))
-            else:
-                with self._dir(rel) as dfd:
-                    os.unlink(sub, dir_fd=dfd)
         try:
+            for sub, kind in disk.items():
+                if kind == "dir":
+                    self._remove_tree(join(rel, sub))
+                else:
+                    with self._dir(rel) as dfd:
+                        os.unlink(sub, dir_fd=dfd)
             with self._dir(parent) as dfd:
                 os.rmdir(name, dir_fd=dfd)
         except OSError as exc:
-            self.log(f"{rel}: cannot remove: {exc.strerror}")
+            if exc.errno not in _GONE:  # removed by the consumer meanwhile: done
+                self.log(f"{rel}: cannot remove: {exc.strerror}")
 
     # -- keeping values fresh ---------------------------------------------------------
     def refresh(self, live_only: bool = False, only: set[str] | None = None) -> int:
@@ -367,7 +402,8 @@ class Mirror:
                 try:
                     self._put_file(path, child, content, replace=True)
                 except OSError as exc:
-                    self.log(f"{path}: cannot update: {exc.strerror}")
+                    if exc.errno not in _GONE:  # else removed meanwhile
+                        self.log(f"{path}: cannot update: {exc.strerror}")
                     continue
                 self.rendered[path] = content
                 changed += 1
