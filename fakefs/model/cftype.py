@@ -12,11 +12,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
 from fakefs.model.errors import einval
+from fakefs.model.kparse import PAGE_SIZE, kstrtoull
 
 if TYPE_CHECKING:
     from fakefs.model.cgroup import Cgroup
-
-PAGE_SIZE = 4096
 
 
 class Placement(enum.Enum):
@@ -137,7 +136,6 @@ def flag_file(name: str, key: str, controller: Controller, placement: Placement 
               mode: int = 0o644) -> ControlFile:
     """A 0/1 flag stored as attribute ``key`` of the controller's state; any
     non-zero u64 sets it (write_u64 semantics)."""
-    from fakefs.model.kparse import kstrtoull
 
     def read(cg: "Cgroup") -> str:
         return f"{int(bool(getattr(controller.state(cg), key)))}\n"
@@ -148,5 +146,5 @@ def flag_file(name: str, key: str, controller: Controller, placement: Placement 
     return ControlFile(name, mode, read, write, placement)
 
 
-__all__ = ["PAGE_SIZE", "Placement", "WriteContext", "ControlFile", "Controller", "FileAttrs",
+__all__ = ["Placement", "WriteContext", "ControlFile", "Controller", "FileAttrs",
            "u64_reader", "flag_file", "field"]

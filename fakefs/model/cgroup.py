@@ -15,14 +15,12 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 from fakefs.model.cftype import ControlFile, Controller, FileAttrs, WriteContext
 from fakefs.model.errors import KernelError, einval
-from fakefs.model.kparse import kernel_strstrip, kstrtoll
+from fakefs.model.controllers.core import CORE
+from fakefs.model.kparse import INT_MAX, PATH_MAX, c_string, kernel_strstrip, kstrtoll
 
 if TYPE_CHECKING:
     from fakefs.model.tree import CgroupModel
 
-# kernfs has no per-name limit; only a path must fit in PATH_MAX (measured:
-# 1000-character names work, 4060 gives ENAMETOOLONG).
-PATH_MAX = 4096
 # The files whose writes move tasks: journaled as the attach they made.
 MEMBERSHIP_FILES = ("cgroup.procs", "tasks")
 
@@ -91,8 +89,6 @@ class Hierarchy:
 
     def __init__(self, model: "CgroupModel", controllers: list[Controller], name: str | None = None,
                  top_is_root: bool = True):
-        from fakefs.model.controllers.core import CORE
-
         self.model = model
         self.controllers = controllers
         self.name = name  # the "name=" option, e.g. "systemd"
@@ -209,7 +205,7 @@ class Hierarchy:
         # kernfs hands the handler a NUL-terminated copy: C parsers stop at
         # the first NUL. latin-1 maps every other byte to one char, so junk
         # bytes still fail the parsers.
-        text = data.split(b"\0", 1)[0].decode("latin-1")
+        text = c_string(data.decode("latin-1"))
         spec.write(cg, text, ctx)
         # Membership is journaled by attach(): what a pid meant when written.
         self.model.changed(None if name in MEMBERSHIP_FILES else
@@ -280,7 +276,7 @@ class Hierarchy:
             value = kstrtoll(kernel_strstrip(text))
         except KernelError:
             value = -1  # cgroup_procs_write_start(): any kstrtoint failure is EINVAL
-        if value < 0 or value > 0x7FFFFFFF:
+        if value < 0 or value > INT_MAX:
             raise einval("bad pid")
         if value == 0:
             if not ctx.tid:
@@ -295,8 +291,7 @@ class Hierarchy:
         if writer_uid != 0:
             # __cgroup1_procs_write(): a non-root writer may only move tasks
             # whose real or saved uid is its own, whatever the file's mode.
-            owner_uids = getattr(procs, "owner_uids", None)
-            uids = owner_uids(tid) if owner_uids is not None else None
+            uids = procs.owner_uids(tid)
             if uids is None or writer_uid not in uids:
                 raise KernelError(errno.EACCES, f"task {tid} belongs to another user")
         if threadgroup:

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Iterable, Protocol
 
+from fakefs.model.kparse import PAGE_SIZE
+
 
 @dataclass(frozen=True)
 class HostFacts:
@@ -18,7 +20,7 @@ class HostFacts:
     online_mems: frozenset[int] = frozenset({0})
     nr_node_ids: int = 1
     memory_total: int = 1 << 30
-    page_size: int = 4096
+    page_size: int = PAGE_SIZE
     # Huge page sizes in bytes, as /sys/kernel/mm/hugepages lists them.
     hugepage_sizes: tuple[int, ...] = (2 << 20,)
     pid_max_limit: int = 4194304  # PID_MAX_LIMIT on 64-bit

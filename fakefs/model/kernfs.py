@@ -14,9 +14,9 @@ from __future__ import annotations
 import functools
 from typing import Iterable
 
-_MASK64 = (1 << 64) - 1
+from fakefs.model.kparse import INT_MAX, U64_MAX
+
 _GOLDEN_RATIO_64 = 0x61C8864680B583EB  # include/linux/hash.h
-_INT_MAX = 0x7FFFFFFF
 
 
 def kernfs_name_hash(name: str) -> int:
@@ -25,13 +25,13 @@ def kernfs_name_hash(name: str) -> int:
     0, 1 and INT_MAX kept for the magic entries."""
     h = 0  # init_name_hash(NULL)
     for c in name.encode("utf-8", "surrogateescape"):
-        h = ((h + (c << 4) + (c >> 4)) * 11) & _MASK64
-    h = ((h * _GOLDEN_RATIO_64) & _MASK64) >> 32
-    h &= _INT_MAX
+        h = ((h + (c << 4) + (c >> 4)) * 11) & U64_MAX
+    h = ((h * _GOLDEN_RATIO_64) & U64_MAX) >> 32
+    h &= INT_MAX
     if h < 2:
         h += 2
-    if h >= _INT_MAX:
-        h = _INT_MAX - 1
+    if h >= INT_MAX:
+        h = INT_MAX - 1
     return h
 
 

@@ -1,5 +1,11 @@
-"""Parsers that behave like the kernel's own (lib/kstrtox.c, lib/cmdline.c,
-lib/bitmap.c), measured against Linux 6.18 on the development VM.
+"""The kernel's parsers (lib/kstrtox.c, lib/vsprintf.c, lib/cmdline.c,
+lib/string.c, lib/bitmap-str.c) and the C limits they work with, measured
+against Linux 6.18 (x86_64) on the development VM. Every controller and the
+/proc/sys handlers parse with these; none keeps a digit loop of its own.
+
+Write handlers get text already cut at its first NUL: kernfs hands them a
+NUL-terminated copy, and ``Hierarchy.write_file`` cuts once with
+:func:`c_string` for all of them.
 """
 
 from __future__ import annotations
@@ -8,53 +14,99 @@ import errno
 
 from fakefs.model.errors import KernelError, einval
 
-U64_MAX = (1 << 64) - 1
-S64_MAX = (1 << 63) - 1
+# -- C limits of the measured kernel: int is 32 bits, long 64 ---------------
+
+INT_MAX = (1 << 31) - 1  # S32_MAX
+INT_MIN = -(1 << 31)
+U32_MAX = (1 << 32) - 1  # UINT_MAX
+S64_MAX = (1 << 63) - 1  # LONG_MAX
 S64_MIN = -(1 << 63)
+U64_MAX = (1 << 64) - 1  # ULONG_MAX
+PAGE_SIZE = 4096
+# kernfs has no per-name limit; only a path must fit in PATH_MAX (measured:
+# 1000-character cgroup names work, 4060 gives ENAMETOOLONG).
+PATH_MAX = 4096
+
+# lib/ctype.c isspace(): the C locale's blanks plus Latin-1 NBSP (0xa0),
+# which the kernel's ctype table also marks as space (measured: "1\xa0" ok).
+KSPACE = " \t\n\v\f\r\xa0"
+XDIGITS = "0123456789abcdefABCDEF"
 
 
-def _strip_one_newline(text: str) -> str:
-    # kstrto*() accept exactly one trailing newline and nothing else.
-    return text[:-1] if text.endswith("\n") else text
+def c_string(text: str) -> str:
+    """The text a C string function sees: up to the first NUL (measured:
+    "0\\0junk" is accepted as "0")."""
+    return text.split("\0", 1)[0]
 
 
-def _parse_digits(text: str, base: int) -> int:
-    """Kernel _parse_integer with base auto-detection (base 0)."""
+def to_s64(value: int) -> int:
+    """A u64 as the kernel's signed long sees it."""
+    return (value + (1 << 63)) % (1 << 64) - (1 << 63)
+
+
+# -- integers (lib/kstrtox.c, lib/vsprintf.c) ---------------------------------
+
+def fixup_radix(s: str, i: int, base: int) -> tuple[int, int]:
+    """_parse_integer_fixup_radix(): base 0 means 16 after "0x" followed by a
+    hex digit, 8 after "0", else 10; base 16 skips a "0x". Returns (base,
+    index of the first digit)."""
     if base == 0:
-        if text[:2].lower() == "0x" and len(text) > 2 and text[2] in "0123456789abcdefABCDEF":
-            base, text = 16, text[2:]
-        elif text.startswith("0") and len(text) > 1:
-            base, text = 8, text[1:]
+        if s[i:i + 1] == "0":
+            base = 16 if s[i + 1:i + 2].lower() == "x" and s[i + 2:i + 3] != "" and s[i + 2:i + 3] in XDIGITS else 8
         else:
             base = 10
-    elif base == 16 and text[:2].lower() == "0x":
-        text = text[2:]
-    if not text:
-        raise einval("no digits")
+    if base == 16 and s[i:i + 2].lower() == "0x":
+        i += 2
+    return base, i
+
+
+def parse_integer(s: str, i: int, base: int) -> tuple[int, int, bool]:
+    """_parse_integer(): the digits of ``base`` from index ``i`` on. Returns
+    (value modulo 2^64, index after the last digit, whether it overflowed a
+    u64); no digit leaves the index at ``i``."""
     value = 0
-    for ch in text:
-        digit = int(ch, 36) if ch.isalnum() and ch.isascii() else 99
+    overflow = False
+    while i < len(s):
+        ch = s[i]
+        if "0" <= ch <= "9":
+            digit = ord(ch) - 48
+        elif ch.isascii() and "a" <= ch.lower() <= "f":
+            digit = ord(ch.lower()) - 87
+        else:
+            break
         if digit >= base:
-            raise einval(f"bad digit {ch!r}")
+            break
         value = value * base + digit
         if value > U64_MAX:
-            raise KernelError(errno.ERANGE, "overflow")
+            overflow = True
+            value &= U64_MAX
+        i += 1
+    return value, i, overflow
+
+
+def _kstrtoull_unsigned(text: str, base: int) -> int:
+    """_kstrtoull(): the whole text is one number (no sign), then at most
+    one newline."""
+    base, start = fixup_radix(text, 0, base)
+    value, end, overflow = parse_integer(text, start, base)
+    if overflow:
+        raise KernelError(errno.ERANGE, "overflow")
+    if end == start:
+        raise einval("no digits")
+    if text[end:] not in ("", "\n"):
+        raise einval(f"bad digit {text[end]!r}")
     return value
 
 
 def kstrtoull(text: str, base: int = 0) -> int:
     """Unsigned 64-bit: optional '+', base prefix, one trailing newline."""
-    text = _strip_one_newline(text)
-    if text.startswith("+"):
-        text = text[1:]
-    return _parse_digits(text, base)
+    return _kstrtoull_unsigned(text[1:] if text.startswith("+") else text, base)
 
 
 def kstrtoll(text: str, base: int = 0) -> int:
     """Signed 64-bit: as kstrtoull with an optional '-'."""
-    body = _strip_one_newline(text)
-    if body.startswith("-"):
-        value = _parse_digits(body[1:], base)
+    if text.startswith("-"):
+        value = _kstrtoull_unsigned(text[1:], base)
         if value > -S64_MIN:
             raise KernelError(errno.ERANGE, "overflow")
         return -value
@@ -78,21 +130,27 @@ def simple_strtoull(s: str, i: int = 0, base: int = 0) -> tuple[int, int]:
     """lib/vsprintf.c simple_strtoull(): radix fix-up for base 0/16, digits
     until the first non-digit, wrapping at 2^64. Returns (value, end index);
     the end equals the start when nothing was parsed."""
-    if base in (0, 16) and s[i:i + 2].lower() == "0x" and i + 2 < len(s) and s[i + 2] in "0123456789abcdefABCDEF":
-        base, i = 16, i + 2
-    elif base == 0:
-        base = 8 if s[i:i + 1] == "0" else 10
-    value = 0
-    while i < len(s):
-        ch = s[i]
-        if not (ch.isascii() and ch.isalnum()):
-            break
-        digit = int(ch, 36)
-        if digit >= base:
-            break
-        value = (value * base + digit) & U64_MAX
+    base, digits = fixup_radix(s, i, base)
+    value, end, _overflow = parse_integer(s, digits, base)
+    return value, end
+
+
+def skip_spaces(s: str, i: int) -> int:
+    """lib/string.c skip_spaces() from index ``i``."""
+    while i < len(s) and s[i] in KSPACE:
         i += 1
-    return value, i
+    return i
+
+
+def scan_unsigned(s: str, i: int, bits: int = 64) -> tuple[int, int] | None:
+    """One vsscanf ``%u``/``%llu`` conversion from index ``i``: skip blanks,
+    require a decimal digit, parse (wrapping), truncate to ``bits``. None when
+    the conversion fails (sscanf stops counting there)."""
+    i = skip_spaces(s, i)
+    if i >= len(s) or not ("0" <= s[i] <= "9"):
+        return None
+    value, end = simple_strtoull(s, i, 10)
+    return value & ((1 << bits) - 1), end
 
 
 def memparse(text: str) -> tuple[int, str]:
@@ -110,7 +168,7 @@ def memparse(text: str) -> tuple[int, str]:
 
 def kernel_strstrip(text: str) -> str:
     """lib/string.c strstrip(): drop leading and trailing isspace() chars."""
-    return text.strip(_KSPACE)
+    return text.strip(KSPACE)
 
 
 def parse_cpulist(text: str, nbits: int) -> set[int]:
@@ -132,20 +190,6 @@ def format_cpulist(bits: set[int] | frozenset[int]) -> str:
     return ",".join(out)
 
 
-# -- C strings and bitmap_parselist (lib/string.c, lib/bitmap-str.c) ---------
-
-_U32 = 0xFFFFFFFF
-# lib/ctype.c isspace(): the C locale's blanks plus Latin-1 NBSP (0xa0),
-# which the kernel's ctype table also marks as space (measured: "1\xa0" ok).
-_KSPACE = " \t\n\v\f\r\xa0"
-
-
-def c_string(text: str) -> str:
-    """kernfs hands the handler a NUL-terminated buffer: C string functions
-    stop at the first NUL (measured: "0\\0junk" is accepted as "0")."""
-    return text.split("\0", 1)[0]
-
-
 # -- bitmap_parselist (lib/bitmap-str.c) -----------------------------------
 
 def _end_of_str(c: str) -> bool:
@@ -153,7 +197,7 @@ def _end_of_str(c: str) -> bool:
 
 
 def _sep(c: str) -> bool:  # __end_of_region
-    return c != "" and (c in _KSPACE or c == ",")
+    return c != "" and (c in KSPACE or c == ",")
 
 
 def _end_of_region(c: str) -> bool:
@@ -164,23 +208,17 @@ def _getnum(s: str, i: int, lastbit: int) -> tuple[int, int]:
     """bitmap_getnum(): 'N' is the last bit, else decimal digits."""
     if s[i:i + 1] == "N":
         return lastbit, i + 1
-    j = i
-    while j < len(s) and "0" <= s[j] <= "9":
-        j += 1
+    n, j, overflow = parse_integer(s, i, 10)
     if j == i:
         raise einval("expected a number")
-    if j - i > 20:  # more digits than any u64: overflow, and int() refuses huge strings
-        raise KernelError(errno.EOVERFLOW, "number over u32")
-    n = int(s[i:j])
-    if n > _U32:
+    if overflow or n > U32_MAX:
         raise KernelError(errno.EOVERFLOW, "number over u32")
     return n, j
 
 
-def bitmap_parselist(text: str, nbits: int) -> set[int]:
+def bitmap_parselist(s: str, nbits: int) -> set[int]:
     """The kernel's list parser: regions ``a``, ``a-b``, ``a-b:used/group``,
     ``all``; commas and blanks separate; NUL or newline ends the list."""
-    s = c_string(text)
     lastbit = nbits - 1
     bits: set[int] = set()
     i = 0
@@ -213,7 +251,7 @@ def bitmap_parselist(text: str, nbits: int) -> set[int]:
             group, i = _getnum(s, i + 1, lastbit)
         else:
             # no pattern: u32 arithmetic, so 4294967295 wraps to group 0
-            off = group = (end + 1) & _U32
+            off = group = (end + 1) & U32_MAX
         # bitmap_check_region
         if start > end or group == 0 or off > group:
             raise einval("bad region")

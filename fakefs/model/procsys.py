@@ -26,69 +26,24 @@ default, kernel/sysctl.c):
 
 from __future__ import annotations
 
-import errno
 from dataclasses import dataclass
 from typing import Callable, Mapping
 
 from fakefs.model.errors import KernelError, einval
-from fakefs.model.kparse import kstrtoull
-
-INT_MAX = (1 << 31) - 1
-INT_MIN = -(1 << 31)
-UINT_MAX = (1 << 32) - 1
-LONG_MAX = (1 << 63) - 1
-ULONG_MAX = (1 << 64) - 1
+from fakefs.model.kparse import INT_MAX, KSPACE, PAGE_SIZE, U32_MAX, fixup_radix, parse_integer
 
 # CONFIG_HZ of the measured kernel (/boot/config: CONFIG_HZ=250). It only
 # shows in proc_dointvec_jiffies' overflow bound INT_MAX / HZ = 8589934.
 DEFAULT_HZ = 250
-DEFAULT_PAGE_SIZE = 4096
 
-# include/linux/ctype.h: isspace() is true for \t \n \v \f \r, ' ' and, in
-# the kernel's Latin-1 table, 0xA0 (measured: "\xa05" is accepted).
-_KSPACE = frozenset(" \t\n\v\f\r\xa0")
 # proc_wspace_sep[]: the only characters allowed right after a number.
 _PROC_WSPACE_SEP = frozenset(" \t\n")
-_DIGITS = "0123456789"
-_XDIGITS = "0123456789abcdefABCDEF"
 _TMPBUFLEN = 22  # kernel/sysctl.c TMPBUFLEN
 
 
 # --------------------------------------------------------------------------
 # The number reader shared by every numeric handler
 # --------------------------------------------------------------------------
-
-
-def _parse_integer_base0(s: str) -> tuple[int, int, bool]:
-    """lib/kstrtox.c _parse_integer_fixup_radix() + _parse_integer() with
-    base 0 on a NUL-terminated buffer: returns (value, chars used, overflow).
-    """
-    i = 0
-    if s[:1] == "0":
-        if s[1:2].lower() == "x" and s[2:3] != "" and s[2:3] in _XDIGITS:
-            base, i = 16, 2
-        else:
-            base = 8
-    else:
-        base = 10
-    value = 0
-    overflow = False
-    while i < len(s):
-        ch = s[i]
-        if ch in _DIGITS:
-            digit = ord(ch) - 48
-        elif ch.lower() in "abcdef" and ch.isascii():
-            digit = ord(ch.lower()) - 87
-        else:
-            break
-        if digit >= base:
-            break
-        value = value * base + digit
-        if value > ULONG_MAX:
-            overflow = True
-            value &= ULONG_MAX
-        i += 1
-    return value, i, overflow
 
 
 class _Cursor:
@@ -105,7 +60,7 @@ class _Cursor:
 
     def skip_spaces(self) -> None:
         # proc_skip_spaces(): bounded by the window since 6.1.
-        while self.pos < len(self.buf) and self.buf[self.pos] in _KSPACE:
+        while self.pos < len(self.buf) and self.buf[self.pos] in KSPACE:
             self.pos += 1
 
     def get_long(self) -> tuple[int, bool]:
@@ -118,12 +73,14 @@ class _Cursor:
         neg = False
         if tmp[0] == "-" and size > 1:
             neg, j = True, 1
-        if j >= len(tmp) or tmp[j] not in _DIGITS:
+        if j >= len(tmp) or not "0" <= tmp[j] <= "9":
             raise einval("not a number")
-        value, used, overflow = _parse_integer_base0(tmp[j:])
+        # strtoul_lenient(): base 0 on the scratch copy, digits up to the
+        # first that is not one.
+        base, start = fixup_radix(tmp, j, 0)
+        value, length, overflow = parse_integer(tmp, start, base)
         if overflow:
             raise einval("overflow")  # strtoul_lenient() -ERANGE -> -EINVAL
-        length = j + used
         # A number filling the whole 21-byte scratch buffer may continue
         # beyond it: refused outright.
         if length == _TMPBUFLEN - 1:
@@ -161,7 +118,7 @@ class Handler:
         # newline only goes in if room is left.
         return text[:size]
 
-    def write(self, data: list, text: str, pos: int = 0, page_size: int = DEFAULT_PAGE_SIZE) -> int:
+    def write(self, data: list, text: str, pos: int = 0, page_size: int = PAGE_SIZE) -> int:
         raise NotImplementedError
 
     @staticmethod
@@ -253,7 +210,7 @@ class IntVec(Handler):
             raise einval("above maximum")
         return val
 
-    def write(self, data: list, text: str, pos: int = 0, page_size: int = DEFAULT_PAGE_SIZE) -> int:
+    def write(self, data: list, text: str, pos: int = 0, page_size: int = PAGE_SIZE) -> int:
         def convert(lval: int, neg: bool) -> int:
             val = self._conv(lval, neg)
             return self.post(val) if self.post else val
@@ -273,7 +230,7 @@ class UIntMinMax(Handler):
     def format(self, data: list) -> str:
         return f"{data[0]}\n"
 
-    def write(self, data: list, text: str, pos: int = 0, page_size: int = DEFAULT_PAGE_SIZE) -> int:
+    def write(self, data: list, text: str, pos: int = 0, page_size: int = PAGE_SIZE) -> int:
         count = len(text)
         if count == 0:
             return 0
@@ -286,7 +243,7 @@ class UIntMinMax(Handler):
         if not cur.left:
             raise einval("nothing written")
         lval, neg = cur.get_long()
-        if neg or lval > UINT_MAX:
+        if neg or lval > U32_MAX:
             raise einval("negative or too large")
         if (self.minimum is not None and lval < self.minimum) or (
             self.maximum is not None and lval > self.maximum
@@ -321,7 +278,7 @@ class ULongVec(Handler):
             raise einval("out of range")
         return val
 
-    def write(self, data: list, text: str, pos: int = 0, page_size: int = DEFAULT_PAGE_SIZE) -> int:
+    def write(self, data: list, text: str, pos: int = 0, page_size: int = PAGE_SIZE) -> int:
         return self._write_vector(data, text, pos, page_size, self.count, self._conv)
 
 
@@ -352,7 +309,7 @@ class String(Handler):
             chunk += "\n"
         return chunk
 
-    def write(self, data: list, text: str, pos: int = 0, page_size: int = DEFAULT_PAGE_SIZE) -> int:
+    def write(self, data: list, text: str, pos: int = 0, page_size: int = PAGE_SIZE) -> int:
         count = len(text)
         if count == 0:
             return 0
@@ -464,40 +421,8 @@ def build_entries(
 
 
 # --------------------------------------------------------------------------
-# The model
+# Permissions
 # --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class RealEntry:
-    """A file that really exists under the sandbox's /proc/sys."""
-
-    text: str
-    writable: bool
-
-
-@dataclass(frozen=True)
-class WriteThrough:
-    """Returned for real entries: the backend writes to the real file."""
-
-    path: str
-    data: str
-    offset: int
-
-
-@dataclass(frozen=True)
-class Node:
-    path: str
-    is_dir: bool
-    mode: int  # permission bits (0555 for directories, as sysctl dirs)
-    real: bool
-
-
-def _norm(path: str) -> str:
-    parts = [p for p in path.strip("/").split("/") if p]
-    if parts[:2] == ["proc", "sys"]:
-        parts = parts[2:]
-    return "/".join(parts)
 
 
 def perm_allows(mode: int, write: bool, euid: int = 0, in_root_group: bool = False) -> bool:
@@ -511,158 +436,6 @@ def perm_allows(mode: int, write: bool, euid: int = 0, in_root_group: bool = Fal
     return bool(mode & need)
 
 
-class ProcSysModel:
-    """Merged view of real /proc/sys files and the synthetic table."""
-
-    def __init__(
-        self,
-        real: Mapping[str, RealEntry] | None = None,
-        host: Mapping[str, str] | None = None,
-        hz: int = DEFAULT_HZ,
-        page_size: int = DEFAULT_PAGE_SIZE,
-        pid_max_limit: int = 4194304,
-        entries: Mapping[str, SysctlEntry] | None = None,
-    ):
-        self.real = {_norm(k): v for k, v in (real or {}).items()}
-        self.entries = dict(entries) if entries is not None else build_entries(host, hz, pid_max_limit)
-        self.page_size = page_size
-        self.values: dict[str, list] = {p: list(e.default) for p, e in self.entries.items()}
-        self._dirs: set[str] = {""}
-        for p in list(self.real) + list(self.entries):
-            parts = p.split("/")
-            for i in range(1, len(parts)):
-                self._dirs.add("/".join(parts[:i]))
-
-    # -- lookup --------------------------------------------------------
-
-    def lookup(self, path: str) -> Node:
-        p = _norm(path)
-        if p in self._dirs:
-            return Node(p, True, 0o555, False)
-        if p in self.real:
-            r = self.real[p]
-            return Node(p, False, 0o644 if r.writable else 0o444, True)
-        if p in self.entries:
-            return Node(p, False, self.entries[p].mode, False)
-        # A component that is a file makes the rest ENOTDIR.
-        parts = p.split("/")
-        for i in range(1, len(parts)):
-            prefix = "/".join(parts[:i])
-            if prefix in self.real or prefix in self.entries:
-                raise KernelError(errno.ENOTDIR, p)
-        raise KernelError(errno.ENOENT, p)
-
-    def listdir(self, path: str = "") -> dict[str, bool]:
-        """name -> is_dir for one directory, real and synthetic merged."""
-        node = self.lookup(path)
-        if not node.is_dir:
-            raise KernelError(errno.ENOTDIR, node.path)
-        prefix = node.path + "/" if node.path else ""
-        out: dict[str, bool] = {}
-        for p in list(self.real) + list(self.entries) + list(self._dirs):
-            if p and p.startswith(prefix):
-                rest = p[len(prefix):]
-                if rest and "/" not in rest:
-                    out[rest] = p in self._dirs
-        return dict(sorted(out.items()))
-
-    # -- access --------------------------------------------------------
-
-    def check_open(self, path: str, write: bool, euid: int = 0, in_root_group: bool = False) -> Node:
-        """proc_sys_permission() at open(): EACCES, root included."""
-        node = self.lookup(path)
-        if node.is_dir:
-            if write:
-                raise KernelError(errno.EISDIR, node.path)
-            return node
-        if not perm_allows(node.mode, write, euid, in_root_group):
-            raise KernelError(errno.EACCES, node.path)
-        return node
-
-    def read(self, path: str, offset: int = 0, size: int | None = None) -> str:
-        node = self.lookup(path)
-        if node.is_dir:
-            raise KernelError(errno.EISDIR, node.path)
-        if node.real:
-            text = self.real[node.path].text
-            return text[offset:] if size is None else text[offset : offset + size]
-        return self.entries[node.path].handler.read(self.values[node.path], offset, size)
-
-    def text(self, path: str) -> str:
-        """The whole content, as a read from position 0 with a large buffer."""
-        return self.read(path, 0, None)
-
-    def write(self, path: str, data: str, offset: int = 0, euid: int = 0,
-              in_root_group: bool = False) -> int | WriteThrough:
-        """Bytes accepted, or a WriteThrough marker for real files."""
-        node = self.lookup(path)
-        if node.is_dir:
-            raise KernelError(errno.EISDIR, node.path)
-        if not perm_allows(node.mode, True, euid, in_root_group):
-            # proc_sys_call_handler() re-checks with sysctl_perm(): -EPERM
-            # (an open for write was already refused with EACCES).
-            raise KernelError(errno.EPERM, node.path)
-        if node.real:
-            return WriteThrough(node.path, data, offset)
-        entry = self.entries[node.path]
-        work = list(self.values[node.path])
-        try:
-            return entry.handler.write(work, data, offset, self.page_size)
-        finally:
-            # Vector elements written before a failure stay (kernel stores
-            # them one by one).
-            self.values[node.path] = work
-
-
-# --------------------------------------------------------------------------
-# Files outside /proc/sys
-# --------------------------------------------------------------------------
-
-# fs/proc/swaps header (mm/swapfile.c swap_show()), measured on this VM.
-PROC_SWAPS_HEADER = "Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority\n"
-PROC_SWAPS_MODE = 0o444
-
-
-@dataclass
-class NfConntrackHashsize:
-    """/sys/module/nf_conntrack/parameters/hashsize (mode 0600 on 6.18).
-
-    nf_conntrack_set_hashsize(): outside init_net -EOPNOTSUPP (measured);
-    kstrtouint(val, 0); 0 -> -EINVAL (nf_conntrack_hash_resize());
-    nf_ct_alloc_hashtable() rounds up to PAGE_SIZE / sizeof(hlist_nulls_head)
-    buckets and fails (-ENOMEM) past INT_MAX / 8 slots.
-    """
-
-    value: int = 262144
-    in_init_net: bool = True
-    page_size: int = DEFAULT_PAGE_SIZE
-    mode: int = 0o600
-    path: str = "/sys/module/nf_conntrack/parameters/hashsize"
-
-    def read(self) -> str:
-        return f"{self.value}\n"  # param_get_uint(): "%u\n"
-
-    def write(self, text: str) -> int:
-        if not self.in_init_net:
-            raise KernelError(errno.EOPNOTSUPP, "not init_net")
-        value = kstrtoull(text, 0)
-        if value > UINT_MAX:
-            raise KernelError(errno.ERANGE, "kstrtouint")
-        if value == 0:
-            raise einval("hashsize 0")
-        limit = INT_MAX // 8
-        if value > limit:
-            raise KernelError(errno.ENOMEM, "hash too large")
-        per_page = self.page_size // 8
-        slots = -(-value // per_page) * per_page
-        if slots > limit:
-            raise KernelError(errno.ENOMEM, "hash too large")
-        self.value = slots
-        return len(text)
-
-
 __all__ = [
-    "Handler", "IntVec", "UIntMinMax", "ULongVec", "String", "SysctlEntry",
-    "build_entries", "RealEntry", "WriteThrough", "Node", "ProcSysModel",
-    "perm_allows", "PROC_SWAPS_HEADER", "PROC_SWAPS_MODE", "NfConntrackHashsize",
+    "Handler", "IntVec", "UIntMinMax", "ULongVec", "String", "SysctlEntry", "build_entries", "perm_allows",
 ]

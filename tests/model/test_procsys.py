@@ -12,13 +12,32 @@ import errno
 import pytest
 
 from fakefs.model.errors import KernelError
-from fakefs.model.procsys import INT_MAX, PROC_SWAPS_HEADER, IntVec, NfConntrackHashsize, ProcSysModel, RealEntry, String, UIntMinMax, ULongVec, WriteThrough, build_entries, perm_allows
+from fakefs.model.kparse import INT_MAX
+from fakefs.model.procsys import IntVec, String, UIntMinMax, ULongVec, build_entries, perm_allows
 
 
 def _errno(fn, *args, **kw):
     with pytest.raises(KernelError) as exc:
         fn(*args, **kw)
     return exc.value.errno
+
+
+class Sysctl:
+    """The table's entries with values of their own, read and written through
+    each entry's handler, as the served files (vfs/overlayfs.py) hold them."""
+
+    def __init__(self, **build):
+        self.entries = build_entries(**build)
+        self.values = {p: list(e.default) for p, e in self.entries.items()}
+
+    def text(self, path):
+        return self.read(path)
+
+    def read(self, path, offset=0, size=None):
+        return self.entries[path].handler.read(self.values[path], offset, size)
+
+    def write(self, path, text, offset=0):
+        return self.entries[path].handler.write(self.values[path], text, offset)
 
 
 def write_int(handler, text, start=0, pos=0):
@@ -430,7 +449,7 @@ EXPECTED_DEFAULTS = {
 
 @pytest.mark.parametrize("path,text", sorted(EXPECTED_DEFAULTS.items()))
 def test_entry_default(path, text):
-    assert ProcSysModel().text(path) == text
+    assert Sysctl().text(path) == text
 
 
 # (path, lowest accepted, highest accepted, rejected values)
@@ -478,24 +497,24 @@ def test_range_table_covers_every_numeric_writable_entry_but_bridge():
 @pytest.mark.parametrize("path", ["net/bridge/bridge-nf-call-iptables", "net/bridge/bridge-nf-call-ip6tables"])
 @pytest.mark.parametrize("text,stored", [("0", "0\n"), ("1", "1\n"), ("5", "1\n"), ("-3", "1\n"), ("0x10", "1\n")])
 def test_bridge_nf_call_nonzero_becomes_one(path, text, stored):
-    m = ProcSysModel()
+    m = Sysctl()
     assert m.write(path, text) == len(text)
     assert m.text(path) == stored
 
 
 @pytest.mark.parametrize("path", ["net/bridge/bridge-nf-call-iptables", "net/bridge/bridge-nf-call-ip6tables"])
 def test_bridge_nf_call_refuses_int_overflow(path):
-    assert _errno(ProcSysModel().write, path, "2147483648") == errno.EINVAL
+    assert _errno(Sysctl().write, path, "2147483648") == errno.EINVAL
 
 
 def test_pid_max_limit_comes_from_host():
-    m = ProcSysModel(pid_max_limit=32768)
+    m = Sysctl(pid_max_limit=32768)
     assert _errno(m.write, "kernel/pid_max", "32769") == errno.EINVAL
     assert m.write("kernel/pid_max", "32768") == 5
 
 
 def test_jiffies_bound_follows_hz():
-    m = ProcSysModel(hz=1000)
+    m = Sysctl(hz=1000)
     assert _errno(m.write, "net/netfilter/nf_conntrack_udp_timeout", "2147484") == errno.EINVAL
     assert m.write("net/netfilter/nf_conntrack_udp_timeout", "2147483") == 7
 
@@ -506,7 +525,7 @@ def test_jiffies_bound_follows_hz():
 
 
 def test_host_values_seed_entries():
-    m = ProcSysModel(host={
+    m = Sysctl(host={
         "kernel/cap_last_cap": "41\n",
         "kernel/osrelease": "6.1.0-test\n",
         "net/netfilter/nf_conntrack_udp_timeout": "45\n",
@@ -520,30 +539,23 @@ def test_host_values_seed_entries():
 
 
 # --------------------------------------------------------------------------
-# Permissions
+# Permissions (proc_sys_permission(): mode bits, root included)
 # --------------------------------------------------------------------------
 
 
 def test_cap_last_cap_open_for_write_refused_for_root():
-    m = ProcSysModel()
     assert ENTRIES["kernel/cap_last_cap"].root_may_write is False
-    assert _errno(m.check_open, "kernel/cap_last_cap", True, euid=0) == errno.EACCES
+    assert not perm_allows(ENTRIES["kernel/cap_last_cap"].mode, True, euid=0)
 
 
 def test_osrelease_open_for_write_refused_for_root():
-    assert _errno(ProcSysModel().check_open, "kernel/osrelease", True) == errno.EACCES
-
-
-def test_read_only_entry_write_call_is_eperm_and_value_kept():
-    m = ProcSysModel()
-    assert _errno(m.write, "kernel/cap_last_cap", "5") == errno.EPERM
-    assert m.text("kernel/cap_last_cap") == "40\n"
+    assert not perm_allows(ENTRIES["kernel/osrelease"].mode, True, euid=0)
 
 
 def test_non_root_cannot_open_0644_for_write_but_can_read():
-    m = ProcSysModel()
-    assert _errno(m.check_open, "vm/overcommit_memory", True, euid=1000) == errno.EACCES
-    assert m.check_open("vm/overcommit_memory", False, euid=1000).mode == 0o644
+    mode = ENTRIES["vm/overcommit_memory"].mode
+    assert not perm_allows(mode, True, euid=1000)
+    assert perm_allows(mode, False, euid=1000)
 
 
 def test_perm_uses_group_bits_for_root_group():
@@ -553,111 +565,41 @@ def test_perm_uses_group_bits_for_root_group():
 
 
 def test_root_may_write_0644():
-    assert ProcSysModel().check_open("kernel/panic", True).path == "kernel/panic"
+    assert perm_allows(ENTRIES["kernel/panic"].mode, True, euid=0)
 
 
 # --------------------------------------------------------------------------
-# ProcSysModel: merge with real entries, listing, errors
+# Writes and reads of the entries' values
 # --------------------------------------------------------------------------
-
-REAL = {
-    "kernel/hostname": RealEntry("sandbox\n", True),
-    "kernel/ngroups_max": RealEntry("65536\n", False),
-    "net/core/somaxconn": RealEntry("4096\n", True),
-    "net/ipv4/ip_forward": RealEntry("1\n", True),
-}
-
-
-def test_listdir_root_merges_real_and_synthetic():
-    assert ProcSysModel(real=REAL).listdir("") == {"fs": True, "kernel": True, "net": True, "vm": True}
-
-
-def test_listdir_kernel_marks_dirs():
-    names = ProcSysModel(real=REAL).listdir("/proc/sys/kernel")
-    assert names["keys"] is True
-    assert names["hostname"] is False
-    assert names["cap_last_cap"] is False
-    assert "root_maxkeys" not in names
-
-
-def test_listdir_net_has_real_and_synthetic_dirs():
-    assert ProcSysModel(real=REAL).listdir("net") == {
-        "bridge": True, "core": True, "ipv4": True, "netfilter": True,
-    }
-
-
-def test_listdir_of_file_is_enotdir():
-    assert _errno(ProcSysModel().listdir, "kernel/panic") == errno.ENOTDIR
-
-
-def test_lookup_missing_is_enoent():
-    assert _errno(ProcSysModel().lookup, "kernel/nope") == errno.ENOENT
-
-
-def test_lookup_below_file_is_enotdir():
-    assert _errno(ProcSysModel().lookup, "kernel/panic/x") == errno.ENOTDIR
-
-
-def test_directories_are_0555():
-    assert ProcSysModel().lookup("net/netfilter").mode == 0o555
-
-
-def test_read_and_write_directory_is_eisdir():
-    m = ProcSysModel()
-    assert _errno(m.read, "kernel") == errno.EISDIR
-    assert _errno(m.write, "kernel", "1") == errno.EISDIR
-
-
-def test_real_entry_read_passthrough():
-    m = ProcSysModel(real=REAL)
-    assert m.text("net/core/somaxconn") == "4096\n"
-    assert m.lookup("net/core/somaxconn").real is True
-
-
-def test_real_entry_shadows_synthetic():
-    m = ProcSysModel(real=REAL)
-    assert m.text("net/ipv4/ip_forward") == "1\n"
-    assert m.write("net/ipv4/ip_forward", "0\n") == WriteThrough("net/ipv4/ip_forward", "0\n", 0)
-
-
-def test_real_writable_entry_returns_write_through_marker():
-    m = ProcSysModel(real=REAL)
-    assert m.write("kernel/hostname", "box", 2) == WriteThrough("kernel/hostname", "box", 2)
-
-
-def test_real_read_only_entry_refused():
-    m = ProcSysModel(real=REAL)
-    assert m.lookup("kernel/ngroups_max").mode == 0o444
-    assert _errno(m.check_open, "kernel/ngroups_max", True) == errno.EACCES
 
 
 def test_synthetic_write_is_stored():
-    m = ProcSysModel()
+    m = Sysctl()
     assert m.write("vm/overcommit_memory", "1\n") == 2
     assert m.text("vm/overcommit_memory") == "1\n"
 
 
 def test_synthetic_refused_write_keeps_value():
-    m = ProcSysModel()
+    m = Sysctl()
     assert _errno(m.write, "vm/overcommit_memory", "3") == errno.EINVAL
     assert m.text("vm/overcommit_memory") == "0\n"
 
 
-def test_model_write_at_offset_ignored():
-    m = ProcSysModel()
+def test_write_at_offset_ignored():
+    m = Sysctl()
     assert m.write("kernel/panic", "10", offset=2) == 2
     assert m.text("kernel/panic") == "0\n"
 
 
-def test_model_read_at_offset():
-    m = ProcSysModel()
+def test_read_at_offset():
+    m = Sysctl()
     assert m.read("kernel/pid_max", 0, 3) == "327"
     assert m.read("kernel/pid_max", 3, 10) == ""
     assert m.read("kernel/osrelease", 2, 100) == "18.44-fc-v657\n"
 
 
 def test_kubelet_settings_round_trip():
-    m = ProcSysModel()
+    m = Sysctl()
     wanted = {
         "vm/overcommit_memory": "1", "vm/panic_on_oom": "0", "kernel/panic": "10",
         "kernel/panic_on_oops": "1", "kernel/keys/root_maxkeys": "1000000",
@@ -669,7 +611,7 @@ def test_kubelet_settings_round_trip():
 
 
 def test_kube_proxy_settings_round_trip():
-    m = ProcSysModel()
+    m = Sysctl()
     wanted = {
         "net/netfilter/nf_conntrack_max": "131072",
         "net/netfilter/nf_conntrack_tcp_timeout_established": "86400",
@@ -682,47 +624,3 @@ def test_kube_proxy_settings_round_trip():
     for path, value in wanted.items():
         m.write(path, value)
     assert {p: m.text(p) for p in wanted} == {p: v + "\n" for p, v in wanted.items()}
-
-
-def test_models_do_not_share_state():
-    a, b = ProcSysModel(), ProcSysModel()
-    a.write("kernel/panic", "10")
-    assert b.text("kernel/panic") == "0\n"
-
-
-# --------------------------------------------------------------------------
-# Static files
-# --------------------------------------------------------------------------
-
-
-def test_proc_swaps_header_measured():
-    assert PROC_SWAPS_HEADER == "Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority\n"
-
-
-def test_hashsize_read_and_mode():
-    h = NfConntrackHashsize(value=262144)
-    assert h.read() == "262144\n"
-    assert h.mode == 0o600
-
-
-def test_hashsize_outside_init_net_is_eopnotsupp():
-    h = NfConntrackHashsize(in_init_net=False)
-    assert _errno(h.write, "1024") == errno.EOPNOTSUPP
-    assert h.value == 262144
-
-
-@pytest.mark.parametrize("text,stored", [("1024", 1024), ("1024\n", 1024), ("1", 512), ("513", 1024), ("0x400", 1024)])
-def test_hashsize_rounds_up_to_a_page_of_buckets(text, stored):
-    h = NfConntrackHashsize()
-    assert h.write(text) == len(text)
-    assert h.value == stored
-
-
-@pytest.mark.parametrize("text,err", [
-    ("0", errno.EINVAL), ("x", errno.EINVAL), (" 5", errno.EINVAL), ("-1", errno.EINVAL),
-    ("4294967296", errno.ERANGE), ("268435456", errno.ENOMEM),
-])
-def test_hashsize_refusals(text, err):
-    h = NfConntrackHashsize()
-    assert _errno(h.write, text) == err
-    assert h.value == 262144

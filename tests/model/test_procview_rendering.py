@@ -98,6 +98,7 @@ def test_swap_follows_memsw_up_to_the_machine_swap():
     swaps = pv.render_swaps(pv.SWAPS_HEADER, host, mem)
     header, line = swaps.splitlines()
     assert header + "\n" == pv.SWAPS_HEADER
+    assert pv.SWAPS_HEADER == "Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority\n"  # measured
     assert line.split() == ["none", "virtual", str(768 * 1024), str(50 * 1024), "0"]
 
 

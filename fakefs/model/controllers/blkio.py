@@ -4,8 +4,8 @@ block/blk-throttle.c ``throtl_legacy_files``, block/bfq-cgroup.c
 
 Block devices. The kernel resolves ``MAJ:MIN`` to a whole disk
 (blkg_conf_open_bdev: unknown device or a partition is ENODEV). The model has
-no disks of its own, so it takes them from ``HostFacts.block_devices`` when the
-host facts carry such an attribute, else from the module-level
+no disks of its own, so it takes them from ``HostFacts.block_devices`` when it
+is set, else from the module-level
 ``BLOCK_DEVICES`` (a tuple of ``(major, minor)`` whole disks, empty by
 default; tests and the daemon may set it). Devices are assumed not to use the
 bfq I/O scheduler (this VM's vda runs mq-deadline), so per-device bfq weights
@@ -32,14 +32,10 @@ from dataclasses import dataclass, field
 
 from fakefs.model.cftype import ControlFile, Controller, Placement, WriteContext
 from fakefs.model.errors import KernelError, einval
-from fakefs.model.kparse import kstrtoull, simple_strtoull
+from fakefs.model.kparse import (KSPACE, U32_MAX, U64_MAX, kernel_strstrip, kstrtoull, scan_unsigned, simple_strtoull,
+                                 skip_spaces)
 
-U64_MAX = (1 << 64) - 1
-UINT_MAX = (1 << 32) - 1
 BFQ_MIN_WEIGHT, BFQ_MAX_WEIGHT, BFQ_DEFAULT_WEIGHT = 1, 1000, 100
-
-# lib/ctype.c isspace(): includes Latin-1 NBSP.
-KSPACE = " \t\n\v\f\r\xa0"
 
 # Whole disks the model pretends to have (see the module docstring).
 BLOCK_DEVICES: tuple[tuple[int, int], ...] = ()
@@ -48,31 +44,8 @@ Device = tuple[int, int]
 
 
 def block_devices(cg) -> tuple[Device, ...]:
-    host_devices = getattr(cg.hierarchy.model.host, "block_devices", None)
+    host_devices = cg.hierarchy.model.host.block_devices
     return tuple(host_devices if host_devices is not None else BLOCK_DEVICES)
-
-
-# -- kernel-style scanning (lib/vsprintf.c vsscanf, simple_strtoull) ----------
-def cstring(text: str) -> str:
-    nul = text.find("\0")
-    return text if nul < 0 else text[:nul]
-
-
-def skip_spaces(s: str, i: int) -> int:
-    while i < len(s) and s[i] in KSPACE:
-        i += 1
-    return i
-
-
-def scan_unsigned(s: str, i: int, bits: int = 64) -> tuple[int, int] | None:
-    """One vsscanf ``%u``/``%llu`` conversion from index ``i``: skip blanks,
-    require a decimal digit, parse (wrapping), truncate to ``bits``. None when
-    the conversion fails (sscanf stops counting there)."""
-    i = skip_spaces(s, i)
-    if i >= len(s) or not ("0" <= s[i] <= "9"):
-        return None
-    value, end = simple_strtoull(s, i, 10)
-    return value & ((1 << bits) - 1), end
 
 
 def conf_open(cg, text: str) -> tuple[Device, str]:
@@ -164,7 +137,7 @@ def _throttle_writer(fieldname: str):
     def write(cg, text: str, ctx: WriteContext) -> None:
         """tg_set_conf(): open the disk, activate throttling, create blkgs,
         then parse the value with sscanf("%llu"); 0 means no limit."""
-        dev, body = conf_open(cg, cstring(text))
+        dev, body = conf_open(cg, text)
         _throttle_active(cg).add(dev)
         _blkg_lookup_create(cg, dev)
         scanned = scan_unsigned(body, 0, 64)
@@ -172,8 +145,8 @@ def _throttle_writer(fieldname: str):
             raise einval("no value")
         v = scanned[0] or U64_MAX
         if not is_u64:
-            v &= UINT_MAX  # stored in an unsigned int
-        limit_none = U64_MAX if is_u64 else UINT_MAX
+            v &= U32_MAX  # stored in an unsigned int
+        limit_none = U64_MAX if is_u64 else U32_MAX
         key = (dev, fieldname)
         if v == limit_none:
             _st(cg).limits.pop(key, None)
@@ -224,7 +197,7 @@ def _read_bfq_rwstat(cg) -> str:
 
 def _write_reset_stats(cg, text: str, ctx: WriteContext) -> None:
     # blkcg_reset_stats is a write_u64 handler: the value is parsed, ignored.
-    kstrtoull(cstring(text))
+    kstrtoull(text)
 
 
 # -- bfq weights ------------------------------------------------------------------
@@ -236,7 +209,7 @@ def _set_weight_legacy(cg, value: int) -> None:
 
 
 def _write_bfq_weight(cg, text: str, ctx: WriteContext) -> None:
-    _set_weight_legacy(cg, kstrtoull(cstring(text)))
+    _set_weight_legacy(cg, kstrtoull(text))
 
 
 def _scan_default(s: str) -> int | None:
@@ -250,7 +223,7 @@ def _scan_default(s: str) -> int | None:
 def _write_bfq_weight_device(cg, text: str, ctx: WriteContext) -> None:
     """bfq_io_set_weight(): strim, then "WEIGHT" or "default WEIGHT" sets the
     cgroup weight; anything else is a per-device rule."""
-    buf = cstring(text).strip(KSPACE)
+    buf = kernel_strstrip(text)
     value, end = simple_strtoull(buf, 0, 0)
     if end == len(buf):
         _set_weight_legacy(cg, value)

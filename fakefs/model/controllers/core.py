@@ -7,9 +7,7 @@ from dataclasses import dataclass
 
 from fakefs.model.cftype import ControlFile, Controller, Placement, WriteContext, flag_file
 from fakefs.model.errors import KernelError
-from fakefs.model.kparse import kernel_strstrip
-
-PATH_MAX = 4096
+from fakefs.model.kparse import PATH_MAX, kernel_strstrip
 
 
 @dataclass

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from fakefs.model.cftype import ControlFile, Controller, WriteContext
 from fakefs.model.errors import einval
-from fakefs.model.kparse import kstrtoll, kstrtoull
+from fakefs.model.kparse import U64_MAX, kstrtoll, kstrtoull
 from fakefs.model.usage import bandwidth_stat, synced
 
 MIN_SHARES, MAX_SHARES = 2, 1 << 18
@@ -23,7 +23,7 @@ MIN_PERIOD_US, MAX_PERIOD_US = 1000, 1000000
 BW_SHIFT = 20
 # max_cfs_runtime = MAX_BW * NSEC_PER_USEC nanoseconds, i.e. MAX_BW microseconds.
 MAX_CFS_RUNTIME_US = (1 << (64 - BW_SHIFT)) - 1
-MAX_RT_PERIOD_US = ((1 << 64) - 1) // 1000  # tg_set_rt_bandwidth(): must survive *NSEC_PER_USEC
+MAX_RT_PERIOD_US = U64_MAX // 1000  # tg_set_rt_bandwidth(): must survive *NSEC_PER_USEC
 DEFAULT_RT_PERIOD_US = 1000000
 ROOT_RT_RUNTIME_US = 950000  # sysctl_sched_rt_runtime
 

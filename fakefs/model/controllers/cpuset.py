@@ -29,15 +29,14 @@ from dataclasses import dataclass
 
 from fakefs.model.cftype import ControlFile, Controller, Placement, WriteContext
 from fakefs.model.errors import KernelError, einval
-from fakefs.model.kparse import bitmap_parselist, format_cpulist, kernel_strstrip, kstrtoll, kstrtoull
+from fakefs.model.kparse import U32_MAX, bitmap_parselist, format_cpulist, kernel_strstrip, kstrtoll, kstrtoull
 
 # Kernel configuration of the measured VM: they size the write buffers
 # (cftype.max_write_len = 100 + 6 * NR_CPUS / MAX_NUMNODES) and the node
 # bitmap that mems is parsed into.
 NR_CPUS = 256
 MAX_NUMNODES = 1 << 10
-# sched_domain_level_max of the measured VM; a HostFacts attribute of the
-# same name, if ever added, takes precedence.
+# sched_domain_level_max of the measured VM.
 SCHED_DOMAIN_LEVEL_MAX = 1
 
 # -- state ------------------------------------------------------------------
@@ -182,28 +181,23 @@ def _flag_file(name: str, key: str) -> ControlFile:
 
     def write(cg, text: str, ctx: WriteContext) -> None:
         # cpuset_update_flag() takes an int: the u64 is truncated to 32 bits.
-        on = (kstrtoull(text) & 0xFFFFFFFF) != 0
+        on = (kstrtoull(text) & U32_MAX) != 0
         CPUSET.validate_change(cg, CPUSET._trial(cg, **{key: on}))
         setattr(_st(cg), key, on)
 
     return ControlFile(f"cpuset.{name}", 0o644, read, write)
 
 
-def _relax_level_max(cg) -> int:
-    host = cg.hierarchy.model.host
-    return getattr(host, "sched_domain_level_max", SCHED_DOMAIN_LEVEL_MAX)
-
-
 def _write_relax(cg, text: str, ctx: WriteContext) -> None:
     """cpuset_write_s64() -> update_relax_domain_level()."""
     value = kstrtoll(text)
-    if value < -1 or value > _relax_level_max(cg) + 1:
+    if value < -1 or value > SCHED_DOMAIN_LEVEL_MAX + 1:
         raise einval("relax domain level out of range")
     _st(cg).relax_domain_level = value
 
 
 def _write_pressure_enabled(cg, text: str, ctx: WriteContext) -> None:
-    _st(cg).memory_pressure_enabled = (kstrtoull(text) & 0xFFFFFFFF) != 0
+    _st(cg).memory_pressure_enabled = (kstrtoull(text) & U32_MAX) != 0
 
 
 CPUSET.files = (

@@ -29,26 +29,15 @@ from dataclasses import dataclass, field
 
 from fakefs.model.cftype import ControlFile, Controller, WriteContext
 from fakefs.model.errors import KernelError, einval
+from fakefs.model.kparse import KSPACE, U32_MAX, kernel_strstrip, kstrtoull
 
 ACC_MKNOD, ACC_READ, ACC_WRITE = 1, 2, 4
 ACC_MASK = ACC_MKNOD | ACC_READ | ACC_WRITE
 DEV_BLOCK, DEV_CHAR = 1, 2
-WILDCARD = 0xFFFFFFFF  # ~0 as a u32: what "*" parses to
-U32_MAX = 0xFFFFFFFF
+WILDCARD = U32_MAX  # ~0 as a u32: what "*" parses to
 
 ALLOW = "allow"  # DEVCG_DEFAULT_ALLOW
 DENY = "deny"  # DEVCG_DEFAULT_DENY
-
-# lib/ctype.c: isspace() is true for these, including Latin-1 NBSP (0xa0).
-KSPACE = " \t\n\v\f\r\xa0"
-
-
-def cstring(text: str) -> str:
-    """kernfs hands the handler a NUL-terminated copy: C code stops at the
-    first NUL."""
-    nul = text.find("\0")
-    return text if nul < 0 else text[:nul]
-
 
 @dataclass
 class DevException:
@@ -210,7 +199,7 @@ def _parse_number(b: str, i: int) -> tuple[int, int]:
         i += 1
         if not (i < len(b) and "0" <= b[i] <= "9"):
             break
-    value = int(b[start:i])
+    value = kstrtoull(b[start:i], 10)  # kstrtou32(): -ERANGE, returned as -EINVAL
     if value > U32_MAX:
         raise einval("major/minor above u32")
     return value, i
@@ -263,7 +252,7 @@ def _update_access(cg, filetype: str, text: str, ctx: WriteContext) -> None:
     if ctx.uid != 0:
         # capable(CAP_SYS_ADMIN) is the first check, before parsing.
         raise KernelError(errno.EPERM, "devices rules need CAP_SYS_ADMIN")
-    b = cstring(text).strip(KSPACE)  # strstrip()
+    b = kernel_strstrip(text)
     ex = parse_rule(b)
     st = _st(cg)
     parent = cg.parent

@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 
 from fakefs.model.cftype import ControlFile, Controller, WriteContext
 from fakefs.model.errors import KernelError, einval
-from fakefs.model.kparse import S64_MAX, kernel_strstrip, kstrtoull, memparse
+from fakefs.model.kparse import S64_MAX, U32_MAX, kernel_strstrip, kstrtoull, memparse, simple_strtoull
 from fakefs.model.usage import ProcessMemory, StatsSource, synced, usage_of
 
 MAX_SWAPPINESS = 200  # include/linux/swap.h, measured: 200 ok, 201 EINVAL
@@ -407,17 +407,6 @@ def _read_pressure_level(cg) -> str:
 NR_OPEN_MAX = 2147483584
 
 
-def _simple_strtoul10(text: str) -> tuple[int, str]:
-    """simple_strtoul(buf, &endp, 10): leading decimal digits (possibly none,
-    giving 0), no sign, no whitespace skipping, wrapping at 64 bits."""
-    i = 0
-    value = 0
-    while i < len(text) and "0" <= text[i] <= "9":
-        value = (value * 10 + int(text[i])) & ((1 << 64) - 1)
-        i += 1
-    return value, text[i:]
-
-
 def parse_event_control(text: str) -> tuple[int, int, str]:
     """memcg_write_event_control's parsing of "<event_fd> <control_fd> <args>".
 
@@ -425,13 +414,13 @@ def parse_event_control(text: str) -> tuple[int, int, str]:
     before looking at any fd. The fds are unsigned int in the kernel, so
     they are truncated to 32 bits as it does."""
     buf = kernel_strstrip(text)
-    efd, rest = _simple_strtoul10(buf)
-    if not rest.startswith(" "):
+    efd, end = simple_strtoull(buf, 0, 10)  # simple_strtoul(buf, &endp, 10)
+    if buf[end:end + 1] != " ":
         raise einval("event_control: event fd not followed by a space")
-    cfd, rest = _simple_strtoul10(rest[1:])
-    if rest and not rest.startswith(" "):
+    cfd, end = simple_strtoull(buf, end + 1, 10)
+    if buf[end:end + 1] not in ("", " "):
         raise einval("event_control: control fd not followed by a space")
-    return efd & 0xFFFFFFFF, cfd & 0xFFFFFFFF, rest[1:]
+    return efd & U32_MAX, cfd & U32_MAX, buf[end + 1:]
 
 
 # fds 0..2 are the writer's stdin/stdout/stderr in every realistic caller:

@@ -13,10 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from fakefs.model.cftype import ControlFile, Controller, WriteContext
-from fakefs.model.kparse import kstrtoull
-from fakefs.model.controllers.blkio import cstring
-
-U32_MASK = 0xFFFFFFFF
+from fakefs.model.kparse import U32_MAX, kstrtoull
 
 
 @dataclass
@@ -37,7 +34,7 @@ NET_CLS = CONTROLLER = NetCls()
 
 
 def _write_classid(cg, text: str, ctx: WriteContext) -> None:
-    NET_CLS.state(cg).classid = kstrtoull(cstring(text)) & U32_MASK
+    NET_CLS.state(cg).classid = kstrtoull(text) & U32_MAX
 
 
 NET_CLS.files = (

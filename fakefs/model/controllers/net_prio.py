@@ -1,8 +1,8 @@
 """net_prio controller (net/core/netprio_cgroup.c ``ss_files``).
 
 Network interfaces. The kernel lists and resolves interfaces of init_net.
-The model takes them from ``HostFacts.net_interfaces`` when the host facts
-carry such an attribute, else from the module-level ``NET_INTERFACES``
+The model takes them from ``HostFacts.net_interfaces`` when it is set,
+else from the module-level ``NET_INTERFACES``
 (names in ifindex order, default ``("lo",)``).
 
 Measured on Linux 6.18 (in a private mount namespace):
@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 from fakefs.model.cftype import ControlFile, Controller, WriteContext
 from fakefs.model.errors import KernelError, einval
-from fakefs.model.controllers.blkio import KSPACE, cstring, scan_unsigned, skip_spaces
+from fakefs.model.kparse import KSPACE, scan_unsigned, skip_spaces
 
 IFNAMSIZ = 16
 NETPRIO_ID_MAX = 0xFFFF  # USHRT_MAX
@@ -37,7 +37,7 @@ NET_INTERFACES: tuple[str, ...] = ("lo",)
 
 
 def net_interfaces(cg) -> tuple[str, ...]:
-    host_ifaces = getattr(cg.hierarchy.model.host, "net_interfaces", None)
+    host_ifaces = cg.hierarchy.model.host.net_interfaces
     return tuple(host_ifaces if host_ifaces is not None else NET_INTERFACES)
 
 
@@ -82,7 +82,7 @@ def _read_ifpriomap(cg) -> str:
 def _write_ifpriomap(cg, text: str, ctx: WriteContext) -> None:
     """write_priomap(): sscanf("%16s %u", devname, &prio) == 2, then
     dev_get_by_name(&init_net)."""
-    s = cstring(text)
+    s = text
     i = skip_spaces(s, 0)
     if i >= len(s):
         raise einval("no interface name")

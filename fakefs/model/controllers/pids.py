@@ -20,9 +20,8 @@ from dataclasses import dataclass
 
 from fakefs.model.cftype import ControlFile, Controller, Placement, WriteContext
 from fakefs.model.errors import KernelError, einval
-from fakefs.model.kparse import kstrtoll
+from fakefs.model.kparse import kernel_strstrip, kstrtoll
 from fakefs.model.usage import live_task_count
-from fakefs.model.kparse import kernel_strstrip
 
 
 @dataclass

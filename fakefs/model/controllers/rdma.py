@@ -7,8 +7,7 @@ this follows the source. Both files are CFTYPE_NOT_ON_ROOT: ``rdma.max``
 device, ``"<dev> hca_handle=<v> hca_object=<v> \\n"`` (note the space before
 the newline), S32_MAX shown as "max"; with no devices both read empty.
 
-RDMA devices come from ``HostFacts.rdma_devices`` when the host facts carry
-such an attribute, else from the module-level ``RDMA_DEVICES`` (empty by
+RDMA devices come from ``HostFacts.rdma_devices`` when it is set, else from the module-level ``RDMA_DEVICES`` (empty by
 default), so every well-formed write fails with ENODEV.
 
 rdmacg_resource_set_max(): strstrip, the device name is the text up to the
@@ -26,11 +25,8 @@ from dataclasses import dataclass, field
 
 from fakefs.model.cftype import ControlFile, Controller, Placement, WriteContext
 from fakefs.model.errors import KernelError, einval
-from fakefs.model.controllers.blkio import cstring, simple_strtoull
-from fakefs.model.controllers.devices import KSPACE
+from fakefs.model.kparse import INT_MAX, INT_MIN, kernel_strstrip, simple_strtoull, to_s64
 
-S32_MAX = (1 << 31) - 1
-INT_MIN = -(1 << 31)
 RESOURCES = ("hca_handle", "hca_object")
 NUMBER_BUF_LEN = 24  # lib/parser.c: longer values are ERANGE
 
@@ -39,7 +35,7 @@ RDMA_DEVICES: tuple[str, ...] = ()
 
 
 def rdma_devices(cg) -> tuple[str, ...]:
-    host_devices = getattr(cg.hierarchy.model.host, "rdma_devices", None)
+    host_devices = cg.hierarchy.model.host.rdma_devices
     return tuple(host_devices if host_devices is not None else RDMA_DEVICES)
 
 
@@ -77,8 +73,8 @@ def _match_int(value: str) -> int | None:
     # simple_strtol(): a long, so the u64 wraps to signed.
     if negative:
         parsed = -parsed
-    parsed = (parsed + (1 << 63)) % (1 << 64) - (1 << 63)
-    if not INT_MIN <= parsed <= S32_MAX:
+    parsed = to_s64(parsed)
+    if not INT_MIN <= parsed <= INT_MAX:
         return None  # -ERANGE
     return parsed
 
@@ -97,12 +93,12 @@ def _parse_resource(token: str) -> tuple[int, int]:
             raise einval("negative limit")
         return index, number
     if "max".startswith(value):  # strncmp(value, "max", strlen(value)) == 0
-        return index, S32_MAX
+        return index, INT_MAX
     raise einval(f"bad limit {value!r}")
 
 
 def _write_max(cg, text: str, ctx: WriteContext) -> None:
-    options = cstring(text).strip(KSPACE)
+    options = kernel_strstrip(text)
     dev_name, space, rest = options.partition(" ")
     limits: dict[int, int] = {}
     if space:
@@ -111,22 +107,22 @@ def _write_max(cg, text: str, ctx: WriteContext) -> None:
             limits[index] = value
     if dev_name not in rdma_devices(cg):
         raise KernelError(errno.ENODEV, f"no rdma device {dev_name!r}")
-    pool = _st(cg).rpools.setdefault(dev_name, [S32_MAX] * len(RESOURCES))
+    pool = _st(cg).rpools.setdefault(dev_name, [INT_MAX] * len(RESOURCES))
     for index, value in limits.items():
         pool[index] = value
-    if all(v == S32_MAX for v in pool):
+    if all(v == INT_MAX for v in pool):
         # No charges in the model, so an all-max rpool is freed at once.
         del _st(cg).rpools[dev_name]
 
 
 def _fmt(value: int) -> str:
-    return "max" if value == S32_MAX else str(value)
+    return "max" if value == INT_MAX else str(value)
 
 
 def _read_max(cg) -> str:
     out = []
     for dev in rdma_devices(cg):
-        pool = _st(cg).rpools.get(dev, [S32_MAX] * len(RESOURCES))
+        pool = _st(cg).rpools.get(dev, [INT_MAX] * len(RESOURCES))
         out.append(f"{dev} " + "".join(f"{r}={_fmt(v)} " for r, v in zip(RESOURCES, pool)) + "\n")
     return "".join(out)
 
