@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import importlib
 import itertools
 import json
 import os
@@ -35,6 +36,17 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass
+
+# Standard library only below fakefs.probe (fakefs.backends imports its
+# backends on demand): the probe must run, and say so, where pyfuse3, trio
+# or psutil cannot be imported. tests/test_probe.py checks it.
+from fakefs.backends import AUTO_ORDER, BACKENDS
+from fakefs.errors import MountError
+from fakefs.host import mountinfo
+from fakefs.host.gvisor import gvisor_evidence
+from fakefs.host.procfs import read_text, status_value
+from fakefs.host.sysmount import (CLONE_NEWNS, MS_BIND, MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_PRIVATE, MS_REC, libc, mount,
+                                  umount, unshare_mount_namespace)
 
 SCHEMA = 1
 REAP_POLL = 0.01  # seconds
@@ -83,11 +95,6 @@ CAPS = {"CAP_DAC_OVERRIDE": 1, "CAP_NET_ADMIN": 12, "CAP_SYS_CHROOT": 18, "CAP_S
 # Which check decides whether a backend can be used here.
 BACKEND_CHECKS = {"fuse": "fuse_pyfuse3", "fuse-raw": "fuse_raw", "tmpfs": "tmpfs_backend"}
 
-from fakefs.host.sysmount import CLONE_NEWNS, MNT_DETACH, MS_BIND, MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_PRIVATE, MS_REC
-from fakefs.host.sysmount import libc as _libc  # noqa: E402
-from fakefs.host.sysmount import unshare_mount_namespace  # noqa: E402
-
-_libc.syscall.restype = ctypes.c_long
 SYS_OPENAT2 = 437  # x86_64 and aarch64 alike (new syscalls share numbers)
 SYS_KEYCTL = {"x86_64": 250, "aarch64": 219}.get(os.uname().machine)
 KEYCTL_JOIN_SESSION_KEYRING = 1
@@ -107,14 +114,20 @@ def _errname(err: int) -> str:
 
 def _mount(source: str, target: str, fstype: str | None, flags: int = 0, data: str | None = None) -> int:
     """0, or the errno."""
-    ret = _libc.mount(source.encode(), target.encode(), fstype.encode() if fstype else None, flags,
-                      data.encode() if data else None)
-    return 0 if ret == 0 else ctypes.get_errno()
+    try:
+        mount(source, target, fstype, flags, data)
+    except OSError as exc:
+        return exc.errno
+    return 0
 
 
 def _umount(target: str) -> int:
     """0, or the errno."""
-    return 0 if _libc.umount2(target.encode(), MNT_DETACH) == 0 else ctypes.get_errno()
+    try:
+        umount(target, detach=True)
+    except OSError as exc:
+        return exc.errno
+    return 0
 
 
 def _umount_all(target: str) -> None:
@@ -129,24 +142,15 @@ def _umount_all(target: str) -> None:
 def _mountinfo() -> list[tuple[str, str, str, str]]:
     """(mountpoint, fstype, source, super options) of each mount. Read once
     per probe, before anything of the probe's is mounted (see run_probe)."""
-    out = []
     try:
-        with open("/proc/self/mountinfo") as f:
-            for line in f:
-                fields = line.split()
-                sep = fields.index("-")
-                opts = fields[sep + 3] if len(fields) > sep + 3 else ""
-                out.append((fields[4].replace("\\040", " "), fields[sep + 1], fields[sep + 2], opts))
+        return [(m.mountpoint, m.fstype, m.source, m.super_options) for m in mountinfo.read_mounts()]
     except (OSError, ValueError):
-        pass
-    return out
+        return []
 
 
 # -- the checks (each runs in a child of its own: see CheckChild) ---------------------
 
 def check_python_module(name: str) -> dict:
-    import importlib
-
     try:
         importlib.import_module(name)
     except Exception as exc:  # an ImportError, or a broken extension module
@@ -165,14 +169,12 @@ def check_dev_fuse() -> dict:
 
 
 def detect_gvisor() -> dict:
-    from fakefs.host.gvisor import gvisor_evidence
-
     return check(*gvisor_evidence())
 
 
 def check_openat2() -> dict:
     how = ctypes.create_string_buffer(struct.pack("QQQ", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, 0, 0))
-    fd = _libc.syscall(SYS_OPENAT2, -100, b"/", how, 24)
+    fd = libc.syscall(SYS_OPENAT2, -100, b"/", how, 24)
     if fd >= 0:
         os.close(fd)
         return check(True, "openat2(2) works")
@@ -225,13 +227,12 @@ def check_dev_kmsg() -> dict:
 
 
 def check_capabilities() -> dict:
-    eff = 0
+    status = read_text("/proc/self/status")
     try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("CapEff:"):
-                    eff = int(line.split()[1], 16)
-    except (OSError, ValueError):
+        eff = int(status_value(status, "CapEff") or "0", 16) if status is not None else None
+    except ValueError:
+        eff = None
+    if eff is None:
         return check(None, "cannot read /proc/self/status")
     have = [name for name, bit in CAPS.items() if eff >> bit & 1]
     missing = [name for name in CAPS if name not in have]
@@ -273,7 +274,7 @@ def mounted_v1_controllers(mounts: list[tuple[str, str, str, str]]) -> dict[str,
 
 def check_mount_namespace() -> dict[str, dict]:
     results = {}
-    if _libc.unshare(CLONE_NEWNS) != 0:
+    if libc.unshare(CLONE_NEWNS) != 0:
         err = ctypes.get_errno()
         results["mntns_unshare"] = check(False, f"unshare(CLONE_NEWNS): {_errname(err)}")
         results["mntns_private"] = check(None, "no new mount namespace to make private")
@@ -347,7 +348,7 @@ def check_cgroup_v1(ctx: "ChildContext", ctrl: str, mounts: list[tuple[str, str,
 
 
 def check_inotify() -> dict:
-    fd = _libc.inotify_init1(os.O_CLOEXEC)
+    fd = libc.inotify_init1(os.O_CLOEXEC)
     if fd < 0:
         return check(False, f"inotify_init1: {_errname(ctypes.get_errno())}")
     os.close(fd)
@@ -355,14 +356,14 @@ def check_inotify() -> dict:
 
 
 def check_session_keyring() -> dict:
-    ret = _libc.syscall(SYS_KEYCTL, KEYCTL_JOIN_SESSION_KEYRING, None)
+    ret = libc.syscall(SYS_KEYCTL, KEYCTL_JOIN_SESSION_KEYRING, None)
     err = ctypes.get_errno()
     return (check(True, "keyctl(JOIN_SESSION_KEYRING) works") if ret >= 0 else
             check(False, f"keyctl(JOIN_SESSION_KEYRING): {_errname(err)}"))
 
 
 def check_child_subreaper() -> dict:
-    ret = _libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    ret = libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     err = ctypes.get_errno()
     return (check(True, "prctl(PR_SET_CHILD_SUBREAPER) works") if ret == 0 else
             check(False, f"prctl(PR_SET_CHILD_SUBREAPER): {_errname(err)}"))
@@ -388,8 +389,6 @@ def check_fuse_backends(ctx: "ChildContext", backends) -> dict:
     there is, each in a child forked once what it needs is imported (the raw
     server's before pyfuse3's: an import of pyfuse3 that hangs does not hold
     it up)."""
-    import importlib
-
     imports: dict[str, dict] = {}
     children = []
     for backend, modules in BACKEND_MODULES.items():
@@ -427,7 +426,8 @@ def check_fuse_handshake(ctx: "ChildContext", backend: str, what: str, failed_im
     scratch = ctx.scratch_dir()
     os.environ["FAKEFS_RUN_DIR"] = ctx.scratch_dir()
     ctx.announce_mount(scratch)  # serve() mounts it
-    from fakefs.errors import MountError
+    # Here, in the handshake's child, not at the top: serving needs trio,
+    # which the probe must run without.
     from fakefs.runtime.serving import MountRequest, serve
 
     out: dict = {"ready": None, "listing": None, "error": None}
@@ -848,8 +848,6 @@ def run_probe(timing: Timing = DEFAULT_TIMING, budget_from: float | None = None)
     """``budget_from``: when the budget started (default: now)."""
     started = time.monotonic()
     latest = (started if budget_from is None else budget_from) + timing.budget - timing.reserve
-    from fakefs.backends import AUTO_ORDER, BACKENDS
-
     # Nothing of the probe's is mounted before mountinfo has been read: in
     # gVisor a read of it hangs while any FUSE mount goes unanswered (one
     # whose server has just refused INIT, or was killed at its deadline).

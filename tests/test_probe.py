@@ -150,6 +150,19 @@ cat /tmp/fakefs-ro-probe.json; rm /tmp/fakefs-ro-probe.json
     assert c["ok"] is True and c["detail"]["read_only"] is True and "read-only" in c["reason"]
 
 
+def test_probe_module_loads_only_fakefs_and_the_standard_library():
+    """What importing the probe loads: nothing outside fakefs and the
+    standard library, so it runs where pyfuse3, trio or psutil cannot be
+    imported (the checks then say so)."""
+    code = ("import sys; before = set(sys.modules); import fakefs.probe; "
+            "print(sorted(m for m in set(sys.modules) - before "
+            "if m.split('.')[0] not in sys.stdlib_module_names and m.split('.')[0] != 'fakefs'))")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=REPO,
+                         env=dict(os.environ, PYTHONPATH=REPO))
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "[]"
+
+
 def test_probe_runs_when_pyfuse3_cannot_be_imported(tmp_path):
     require(os.geteuid() == 0, "needs root")
     (tmp_path / "pyfuse3.py").write_text("raise ImportError('libfuse3.so.3: cannot open shared object file')\n")

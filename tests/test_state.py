@@ -82,8 +82,8 @@ def test_memberships_survive_only_for_the_same_task():
     procs = StaticProcessTable()
     procs.spawn(10)
     procs.spawn(20)
-    started = {10: 111, 20: 222}
-    procs.start_time_of = lambda tid: started.get(procs.tgid_of(tid))
+    started = procs.start_times
+    started.update({10: 111, 20: 222})
     model = _small_model(procs)
     h = model.hierarchy("pids")
     job = h.mkdir(h.root, "job")

@@ -18,6 +18,7 @@ import trio
 from fakefs.backends import Session
 from fakefs.model.cftype import WriteContext
 from fakefs.model.errors import KernelError
+from fakefs.model.kparse import PAGE_SIZE
 from fakefs.vfs.nodes import Attr
 from fakefs.vfs.ops import FsOps, internal_error
 
@@ -131,7 +132,7 @@ class Pyfuse3Operations(pyfuse3.Operations):
         e.st_gid = a.gid
         e.st_rdev = 0
         e.st_size = a.size
-        e.st_blksize = 4096
+        e.st_blksize = PAGE_SIZE
         e.st_blocks = 0
         e.st_atime_ns, e.st_mtime_ns, e.st_ctime_ns = a.times_ns
         return e
@@ -286,7 +287,7 @@ class Pyfuse3Operations(pyfuse3.Operations):
 
     async def statfs(self, ctx):
         s = pyfuse3.StatvfsData()
-        s.f_bsize = s.f_frsize = 4096
+        s.f_bsize = s.f_frsize = PAGE_SIZE
         s.f_blocks = s.f_bfree = s.f_bavail = 0
         s.f_files = s.f_ffree = s.f_favail = 0
         s.f_namemax = 255

@@ -11,6 +11,8 @@ from typing import Iterable
 import psutil
 
 from fakefs.host.hostfiles import real_path
+from fakefs.host.gvisor import GVISOR_PROC_VERSION
+from fakefs.host.procfs import STAT_STARTTIME, byte_values, read_text, stat_fields, status_value
 from fakefs.host.sysmount import libc
 from fakefs.model.host import HostFacts
 from fakefs.model.kparse import parse_cpulist
@@ -65,26 +67,20 @@ def read_host_facts() -> HostFacts:
     )
 
 
-# gVisor's fixed /proc/version: Linux 4.4.0, built on this date.
-GVISOR_VERSION = "4.4.0 #1 SMP Sun Jan 10 15:06:54 PST 2016"
-
-
 def fuse_ignores_lseek() -> bool:
     """Whether this kernel's FUSE client ignores lseek: gVisor's does
     (release-20221219, measured: after lseek(fd, 0, SEEK_SET) a read goes on
     where the last one ended; its FUSE file Seek is a stub). Programs that
     keep a /proc file open and re-read it (procps's free, top) then read
     nothing from a FUSE file."""
-    return GVISOR_VERSION in _read("/proc/version")
+    return GVISOR_PROC_VERSION in _read("/proc/version")
 
 
 def _memory_total() -> int:
     """MemTotal in bytes, as psutil.virtual_memory().total gives it, from the
     real /proc/meminfo (a view may be bound over the path)."""
-    for line in _read("/proc/meminfo").splitlines():
-        if line.startswith("MemTotal:"):
-            return int(line.split()[1]) * 1024
-    return psutil.virtual_memory().total
+    total = byte_values(_read("/proc/meminfo"), ("MemTotal",)).get("MemTotal")
+    return total if total is not None else psutil.virtual_memory().total
 
 
 def _listdir(path: str) -> list[str]:
@@ -114,35 +110,24 @@ class LiveProcessTable:
         return tid > 0 and os.path.exists(f"/proc/{tid}/task/{tid}")
 
     def tgid_of(self, tid: int) -> int | None:
+        tgid = status_value(read_text(f"/proc/{tid}/status") or "", "Tgid")
         try:
-            with open(f"/proc/{tid}/status") as f:
-                for line in f:
-                    if line.startswith("Tgid:"):
-                        return int(line.split()[1])
-        except (OSError, ValueError):
+            return int(tgid) if tgid else None
+        except ValueError:
             return None
-        return None
 
     def start_time_of(self, tid: int) -> int | None:
-        """Clock ticks after boot when the task started: with the tid, it
-        tells one task from a later one that reused the number (saved state)."""
         try:
-            with open(f"/proc/{tid}/stat") as f:
-                return int(f.read().rsplit(")", 1)[1].split()[19])
-        except (OSError, ValueError, IndexError):
+            return int(stat_fields(read_text(f"/proc/{tid}/stat") or "")[STAT_STARTTIME])
+        except (ValueError, IndexError):
             return None
 
     def owner_uids(self, tid: int) -> tuple[int, int] | None:
-        """(real, saved) uid: who may move the task (cgroup1 procs write)."""
+        uids = (status_value(read_text(f"/proc/{tid}/status") or "", "Uid") or "").split()
         try:
-            with open(f"/proc/{tid}/status") as f:
-                for line in f:
-                    if line.startswith("Uid:"):
-                        real, _eff, saved = line.split()[1:4]
-                        return int(real), int(saved)
-        except (OSError, ValueError):
+            return int(uids[0]), int(uids[2])  # real, (effective,) saved
+        except (ValueError, IndexError):
             return None
-        return None
 
     def threads_of(self, tgid: int) -> list[int]:
         try:

@@ -36,6 +36,8 @@ import struct
 
 import trio
 
+from fakefs.host.procfs import read_text, status_value
+
 NETLINK_CONNECTOR = 11
 CN_IDX_PROC = 1
 CN_VAL_PROC = 1
@@ -169,11 +171,8 @@ def _read(path: str) -> bytes | None:
 
 
 def _ppid(tid: int) -> int | None:
-    status = _read(f"/proc/{tid}/status") or b""
-    for line in status.splitlines():
-        if line.startswith(b"PPid:"):
-            return int(line.split()[1])
-    return None
+    ppid = status_value(read_text(f"/proc/{tid}/status") or "", "PPid")
+    return int(ppid) if ppid else None
 
 
 def open_watcher(clone_parent: bool = False) -> ForkWatcher | str:

@@ -23,6 +23,7 @@ import tempfile
 import time
 
 from fakefs.host.mountinfo import read_mounts
+from fakefs.host.procfs import STAT_STARTTIME, read_text, stat_fields, status_fields
 from fakefs.host.sysmount import MS_BIND, MS_NODEV, MS_NOEXEC, MS_NOSUID, mount, umount
 from fakefs.model.procviews import hierarchies_of, parse_proc_cgroup
 
@@ -149,11 +150,7 @@ def real_path(path: str) -> str:
 
 
 def read_real(path: str) -> str | None:
-    try:
-        with open(real_path(path)) as f:
-            return f.read()
-    except (OSError, ValueError):
-        return None
+    return read_text(real_path(path))
 
 
 class RealCgroups:
@@ -247,10 +244,6 @@ class RealCgroups:
 # -- processes -------------------------------------------------------------------
 
 
-def _stat_fields(text: str) -> list[str]:
-    return text[text.rindex(")") + 2:].split()
-
-
 class ProcessInfo:
     """What the views need about the reading process, from the private procfs."""
 
@@ -270,11 +263,7 @@ class ProcessInfo:
             return None
 
     def _status(self, pid: int) -> dict[str, str]:
-        out = {}
-        for line in (self.read(f"{pid}/status") or "").splitlines():
-            key, _, value = line.partition(":")
-            out[key] = value.strip()
-        return out
+        return status_fields(self.read(f"{pid}/status") or "")
 
     def namespace_init(self, pid: int) -> int | None:
         """The init (PID 1) of ``pid``'s innermost PID namespace, as a PID
@@ -299,7 +288,7 @@ class ProcessInfo:
         if not text:
             return None
         try:
-            return int(_stat_fields(text)[19])
+            return int(stat_fields(text)[STAT_STARTTIME])
         except (ValueError, IndexError):
             return None
 

@@ -40,6 +40,8 @@ import os
 import time
 from typing import Iterable, Mapping
 
+from fakefs.host.procfs import (STAT_MAJFLT, STAT_MINFLT, STAT_PROCESSOR, STAT_STARTTIME, STAT_STIME, STAT_UTIME,
+                               byte_values, read_text, stat_fields, status_value)
 from fakefs.model.usage import MachineCpu, ProcessMemory, ThreadCpu
 
 DEFAULT_WINDOW_S = 0.15
@@ -48,30 +50,6 @@ NSEC_PER_SEC = 1_000_000_000
 # since boot for its busy time to be trusted: tick-sampled fields lag by up
 # to a tick per field; a CPU's accounting starts a moment after boot.
 ACCOUNTED_LOW, ACCOUNTED_HIGH = 0.95, 1.05
-
-
-def _read(path: str) -> str | None:
-    try:
-        with open(path) as f:
-            return f.read()
-    except (OSError, ValueError):
-        return None
-
-
-def _stat_fields(text: str) -> list[str]:
-    """Fields of /proc/<pid>/stat after the command name (which may hold
-    spaces and parentheses): index 0 is the state (field 3)."""
-    return text[text.rindex(")") + 2:].split()
-
-
-def _status_kb(text: str, keys: tuple[str, ...]) -> dict[str, int]:
-    out = {}
-    for line in text.splitlines():
-        name, _, rest = line.partition(":")
-        if name in keys:
-            parts = rest.split()
-            out[name] = int(parts[0]) * (1024 if parts[1:] == ["kB"] else 1)
-    return out
 
 
 def busy_time(fields: list[int], since_boot: int) -> int | None:
@@ -128,25 +106,26 @@ class LiveStats:
         return self._cached(self._threads, tids, self._read_thread)
 
     def _read_thread(self, tid: int) -> ThreadCpu | None:
-        stat = _read(f"{self.proc}/{tid}/stat")
+        stat = read_text(f"{self.proc}/{tid}/stat")
         if stat is None:
             return None
         self.scans += 1
         try:
-            f = _stat_fields(stat)
-            utime, stime, start, cpu = int(f[11]), int(f[12]), int(f[19]), int(f[36])
+            f = stat_fields(stat)
+            utime, stime = int(f[STAT_UTIME]), int(f[STAT_STIME])
+            start, cpu = int(f[STAT_STARTTIME]), int(f[STAT_PROCESSOR])
         except (ValueError, IndexError):
             return None
         user, system = utime * self.tick_ns, stime * self.tick_ns
-        sched = _read(f"{self.proc}/{tid}/schedstat")
+        sched = read_text(f"{self.proc}/{tid}/schedstat")
         try:
             runtime = int(sched.split()[0]) if sched else user + system
         except (ValueError, IndexError):
             runtime = user + system
         tgid = self._tgid.get((tid, start))
         if tgid is None:
-            status = _read(f"{self.proc}/{tid}/status") or ""
-            tgid = next((int(line.split()[1]) for line in status.splitlines() if line.startswith("Tgid:")), tid)
+            tgid_text = status_value(read_text(f"{self.proc}/{tid}/status") or "", "Tgid")
+            tgid = int(tgid_text) if tgid_text else tid
             if len(self._tgid) > 65536:
                 self._tgid.clear()
             self._tgid[(tid, start)] = tgid
@@ -157,15 +136,15 @@ class LiveStats:
         return self._cached(self._processes, tgids, self._read_process)
 
     def _read_process(self, tgid: int) -> ProcessMemory | None:
-        status = _read(f"{self.proc}/{tgid}/status")
-        stat = _read(f"{self.proc}/{tgid}/stat")
+        status = read_text(f"{self.proc}/{tgid}/status")
+        stat = read_text(f"{self.proc}/{tgid}/stat")
         if status is None or stat is None:
             return None
         self.scans += 1
-        kb = _status_kb(status, ("RssAnon", "RssFile", "RssShmem", "VmSwap"))
+        kb = byte_values(status, ("RssAnon", "RssFile", "RssShmem", "VmSwap"))
         try:
-            f = _stat_fields(stat)
-            minflt, majflt = int(f[7]), int(f[9])
+            f = stat_fields(stat)
+            minflt, majflt = int(f[STAT_MINFLT]), int(f[STAT_MAJFLT])
         except (ValueError, IndexError):
             minflt = majflt = 0
         # Kernel threads have no mm: no Rss lines, nothing charged.
@@ -187,7 +166,7 @@ class LiveStats:
         return self._machine_cpu[1]
 
     def _read_machine_cpu(self) -> MachineCpu | None:
-        text = _read(f"{self.proc}/stat")
+        text = read_text(f"{self.proc}/stat")
         # After the read: the idle time it shows runs up to the moment it
         # was made, so the busy time is never short (see MachineCpu.busy_ns).
         since_boot = self.monotonic_ns()
@@ -221,11 +200,11 @@ class LiveStats:
         return self._machine_memory[1]
 
     def _read_machine_memory(self) -> dict[str, int] | None:
-        text = _read(f"{self.proc}/meminfo")
+        text = read_text(f"{self.proc}/meminfo")
         if text is None:
             return None
         self.scans += 1
-        m = _status_kb(text, ("Buffers", "Cached", "SwapCached", "AnonPages", "AnonHugePages", "Shmem",
+        m = byte_values(text, ("Buffers", "Cached", "SwapCached", "AnonPages", "AnonHugePages", "Shmem",
                               "Mapped", "Dirty", "Writeback", "SwapTotal", "SwapFree", "Active(anon)",
                               "Inactive(anon)", "Active(file)", "Inactive(file)", "Unevictable"))
         # NR_FILE_PAGES is Buffers + Cached + SwapCached in /proc/meminfo's
@@ -248,7 +227,7 @@ class LiveStats:
             "active_file": m.get("Active(file)", 0),
             "unevictable": m.get("Unevictable", 0),
         }
-        vm = _read(f"{self.proc}/vmstat") or ""
+        vm = read_text(f"{self.proc}/vmstat") or ""
         for line in vm.splitlines():
             key, _, value = line.partition(" ")
             if key in ("pgfault", "pgmajfault"):

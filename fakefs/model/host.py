@@ -45,6 +45,17 @@ class ProcessTable(Protocol):
 
     def all_tids(self) -> Iterable[int]: ...
 
+    def owner_uids(self, tid: int) -> tuple[int, int] | None:
+        """(real, saved) uid of the task: who may move it (a cgroup1 procs
+        write by a user other than root); None when it is gone."""
+        ...
+
+    def start_time_of(self, tid: int) -> int | None:
+        """Clock ticks after boot when the task started, None when unknown:
+        with the tid it tells one task from a later one that reused the
+        number (saved state)."""
+        ...
+
 
 @dataclass
 class StaticProcessTable:
@@ -53,10 +64,16 @@ class StaticProcessTable:
     processes: dict[int, list[int]] = field(default_factory=dict)
     # tgid -> (real uid, saved uid); processes not listed belong to root.
     owners: dict[int, tuple[int, int]] = field(default_factory=dict)
+    # tgid -> start time; processes not listed have none known.
+    start_times: dict[int, int] = field(default_factory=dict)
 
     def owner_uids(self, tid: int) -> tuple[int, int] | None:
         tgid = self.tgid_of(tid)
         return None if tgid is None else self.owners.get(tgid, (0, 0))
+
+    def start_time_of(self, tid: int) -> int | None:
+        tgid = self.tgid_of(tid)
+        return None if tgid is None else self.start_times.get(tgid)
 
     def exists(self, tid: int) -> bool:
         return self.tgid_of(tid) is not None

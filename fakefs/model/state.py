@@ -146,7 +146,6 @@ def _cgroup_state(cg: Cgroup) -> dict:
 def dump(model) -> dict:
     """The model's state; ``json.dumps`` of it is the state file."""
     procs = model.processes
-    start_of = getattr(procs, "start_time_of", None)
     out = {"format": FORMAT, "hierarchies": []}
     for mounted in model.mounts:
         h = mounted.hierarchy
@@ -158,7 +157,7 @@ def dump(model) -> dict:
         for tid, cg in sorted(h.placed.items()):
             if cg.removed:
                 continue
-            placed.append([tid, cg.path, start_of(tid) if start_of else None])
+            placed.append([tid, cg.path, procs.start_time_of(tid)])
         out["hierarchies"].append({"label": h.label, "release_agent": h.release_agent,
                                    "cgroups": cgroups, "placed": placed})
     return out
@@ -245,11 +244,10 @@ def _apply_hierarchy(h: Hierarchy, plan: dict) -> None:
         cg.attrs = attrs
         by_path[cg.path] = cg
     procs = h.model.processes
-    start_of = getattr(procs, "start_time_of", None)
     for tid, path, started in plan["placed"]:
         if not procs.exists(tid):
             continue  # gone while no daemon served
-        if started is not None and start_of is not None and start_of(tid) != started:
+        if started is not None and procs.start_time_of(tid) != started:
             continue  # the tid now belongs to another process
         cg = by_path[path]
         if not cg.is_root:

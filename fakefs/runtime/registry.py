@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 
 from fakefs.backends import is_fakefs_mount
 from fakefs.host.mountinfo import mounts_at
+from fakefs.host.procfs import read_text, stat_state
 from fakefs.host.sysmount import umount
 from fakefs.runtime.rundir import names_of, path_for, remove as remove_file, write_atomically
 
@@ -40,11 +41,8 @@ class MountRecord:
         except PermissionError:
             return True
         # A zombie is not serving: look at its state.
-        try:
-            with open(f"/proc/{self.pid}/stat") as f:
-                return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-        except OSError:
-            return False
+        text = read_text(f"/proc/{self.pid}/stat")
+        return text is not None and stat_state(text) != "Z"
 
 
 def _path(mntns: str | None, target: str) -> str:

@@ -25,7 +25,10 @@ import stat
 import time
 from dataclasses import dataclass
 
+import trio
+
 from fakefs.host.hostfiles import PrivateDir, ProcessInfo, RealCgroups, private_cpu_dir, private_proc
+from fakefs.host.procfs import stat_state
 from fakefs.model import procviews as pv
 from fakefs.model.cftype import WriteContext
 from fakefs.model.errors import KernelError
@@ -280,7 +283,7 @@ class ProcViews:
                 continue
             total += 1
             last = max(last, t)
-            if text[text.rindex(")") + 2:][:1] in ("R", "D"):
+            if stat_state(text) in ("R", "D"):
                 active += 1
         return pv.TaskCount(active, total, last)
 
@@ -421,8 +424,6 @@ class ViewCopies:
                 os.close(fd)
 
     async def keep_fresh(self) -> None:
-        import trio
-
         while True:
             await trio.sleep(self.INTERVAL_S)
             self.refresh()

@@ -32,6 +32,7 @@ from fakefs.backends import Session
 from fakefs.backends.rawfuse import inodelog
 from fakefs.model.cftype import WriteContext
 from fakefs.model.errors import KernelError
+from fakefs.model.kparse import PAGE_SIZE
 from fakefs.vfs.nodes import Attr
 from fakefs.vfs.ops import FsOps, internal_error
 from fakefs.backends.rawfuse import protocol as P
@@ -50,7 +51,6 @@ MAX_WRITE = 128 * 1024
 # READDIRPLUS (gVisor never offers it and READDIR suffices), no writeback
 # or page cache features (every read must reach the model).
 WANTED_INIT_FLAGS = P.FUSE_BIG_WRITES | P.FUSE_MAX_PAGES
-PAGE_SIZE = 4096
 
 
 class InitFailed(Exception):
