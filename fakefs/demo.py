@@ -6,6 +6,7 @@ errnos. Then unmount."""
 from __future__ import annotations
 
 import errno
+import json
 import os
 import subprocess
 import sys
@@ -37,8 +38,6 @@ def main() -> int:
         return 1
     cli = [sys.executable, "-m", "fakefs"]
     step("fakefs probe: what this machine allows")
-    import json
-
     probe = subprocess.run(cli + ["probe", "--json"], capture_output=True, text=True)
     try:
         report = json.loads(probe.stdout)

@@ -17,7 +17,7 @@ import os
 from dataclasses import dataclass, field
 
 from fakefs.host.mountinfo import Mount, read_mounts, visible_mounts
-from fakefs.model.tree import (DEFAULT_HIERARCHIES, default_dirname, hierarchy_keys, parse_hierarchy_spec,
+from fakefs.model.tree import (DEFAULT_HIERARCHIES, CgroupModel, default_dirname, hierarchy_keys, parse_hierarchy_spec,
                                spec_of_super_options)
 
 CGROUP_FSTYPES = ("cgroup", "cgroup2")
@@ -154,8 +154,6 @@ class TreeLayout:
         return {k: v for k, v in (("dirnames", self.dirnames), ("links", self.links)) if v is not None}
 
     def describe(self, target: str) -> str:
-        from fakefs.model.tree import CgroupModel
-
         entries = CgroupModel(hierarchies=self.hierarchies, **self.model_layout()).entries()
         lines = [f"layout of the cgroup tree at {target}: {self.why}"]
         for name, what in entries.items():

@@ -46,7 +46,9 @@ from dataclasses import dataclass, field
 from importlib import resources
 
 from fakefs.errors import Reason
+from fakefs.manager.limits import KNOWN
 from fakefs.model.errors import KernelError
+from fakefs.model.procviews import VIEW_MODES, VIEW_PATHS
 from fakefs.model.tree import parse_hierarchy_spec
 
 
@@ -281,8 +283,6 @@ def _read_files(prof: Profile, table, name: str) -> None:
 
 
 def _read_limits(prof: Profile, table, name: str) -> None:
-    from fakefs.manager.limits import KNOWN
-
     _check_keys(table, set(KNOWN), "limits", name)
     for key, value in table.items():
         if isinstance(value, bool) or not isinstance(value, (str, int, float)):
@@ -291,8 +291,6 @@ def _read_limits(prof: Profile, table, name: str) -> None:
 
 
 def _read_procviews(prof: Profile, table, name: str) -> None:
-    from fakefs.model.procviews import VIEW_PATHS, VIEW_MODES
-
     _check_keys(table, {"views", "limits"}, "procviews", name)
     if not table:
         return

@@ -206,7 +206,7 @@ class CgroupModel:
         # the operation returns: the daemon writes it down, so that nothing a
         # caller saw succeed is lost when the server dies (runtime/statefile.py).
         self.journal = None
-        # Called with the tids each attach placed (fakefs/forkwatch.py notes
+        # Called with the tids each attach placed (host/forkwatch.py notes
         # who they are while they surely exist).
         self.on_attach = None
         # Called after every change (a write, mkdir, rmdir, move): whatever
@@ -231,7 +231,7 @@ class CgroupModel:
             listener()
 
     def forked(self, parent_tid: int, child_tid: int) -> None:
-        """Process events (fakefs/forkwatch.py): fork inherits membership."""
+        """Process events (host/forkwatch.py): fork inherits membership."""
         if [m.hierarchy.forked(parent_tid, child_tid) for m in self.mounts].count(True):
             self.changed()
 

@@ -57,7 +57,7 @@ from fakefs.runtime.serving import SupervisorLink, hold_authentic, serve
 # restarts from (a crash test kills its server more often than that).
 RESTART_LIMIT = int(os.environ.get("FAKEFS_RESTART_LIMIT", "5"))
 RESTART_WINDOW = 30.0
-# Less than mounting.stop()'s 5 s, so that umount sees the supervisor finish
+# Less than runtime.daemons.stop()'s 5 s, so that umount sees the supervisor finish
 # the stop itself.
 STOP_GRACE = 3.5
 # How long a restarted server may take to report its mount ready.

@@ -1,7 +1,7 @@
 """The node interface the operations layer serves.
 
-A tree (the cgroup hierarchies, later /proc/sys) exposes directories, files
-and symlinks as nodes. Nodes are cheap views over the model, created on
+A tree (the cgroup hierarchies, the /proc/sys overlays, the /proc views)
+exposes directories, files and symlinks as nodes. Nodes are cheap views over the model, created on
 demand; ``key`` identifies the object behind a node so that the inode table
 can give it the same inode every time.
 """

@@ -1,7 +1,7 @@
 """The filesystem operations every transport shares.
 
-Synchronous and errno-based: a transport (pyfuse3 today, a raw /dev/fuse
-server later) translates its requests into these calls and
+Synchronous and errno-based: a FUSE transport (fakefs.backends: pyfuse3, the
+raw /dev/fuse server) translates its requests into these calls and
 :class:`KernelError` into replies. Inodes are stable per model object; each
 open renders one snapshot that later offsets are served from, and each
 write() is one command, as on kernfs.

@@ -1,5 +1,5 @@
 """Fixtures of the differential suite: a kernel surface and a candidate
-surface (the model, or later a FUSE mount) with the same fresh base cgroup.
+surface (the model, or fakefs mounted over FUSE) with the same fresh base cgroup.
 
 Every test here compares against the real cgroup v1 of this machine; it
 needs root and the hierarchies mounted at /sys/fs/cgroup, else it skips

@@ -8,7 +8,8 @@ import os
 import struct
 from dataclasses import dataclass
 
-from fakefs.host.sysmount import libc as _libc  # noqa: E402
+from fakefs.host.sysmount import libc as _libc
+
 _libc.inotify_init1.argtypes = [ctypes.c_int]
 _libc.inotify_add_watch.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_uint32]
 _libc.inotify_rm_watch.argtypes = [ctypes.c_int, ctypes.c_int]
