@@ -10,8 +10,8 @@ from typing import Iterable
 
 import psutil
 
-from fakefs.host.hostfiles import real_path
 from fakefs.host.gvisor import GVISOR_PROC_VERSION
+from fakefs.host.hostfiles import read_real
 from fakefs.host.procfs import STAT_STARTTIME, byte_values, read_text, stat_fields, status_value
 from fakefs.host.sysmount import libc
 from fakefs.model.host import HostFacts
@@ -27,11 +27,8 @@ def cap_last_cap() -> int:
 
 
 def _read(path: str, default: str = "") -> str:
-    try:
-        with open(real_path(path)) as f:
-            return f.read().strip()
-    except OSError:
-        return default
+    text = read_real(path)
+    return text.strip() if text is not None else default
 
 
 def _cpus(path: str, default: str) -> frozenset[int]:

@@ -4,13 +4,15 @@ place fakefs parses them. Callers reach /proc their own way (a plain path,
 or a private procfs handle that no view covers: ``hostfiles.PrivateDir``)
 and pass the text in.
 
-Standard library only: the probe imports it, and runs where trio, psutil or
-pyfuse3 cannot be imported.
+Standard library and the pure model only: the probe imports it, and runs
+where trio, psutil or pyfuse3 cannot be imported.
 """
 
 from __future__ import annotations
 
 from typing import Iterable
+
+from fakefs.model.procviews import line_rest
 
 # Indices into stat_fields(): proc(5)'s field numbers minus 3.
 STAT_STATE = 0  # (3) R, S, D, Z, ...
@@ -47,16 +49,8 @@ def stat_state(text: str) -> str:
 def status_value(text: str, key: str) -> str | None:
     """What follows ``key:`` on its line of a /proc/PID/status text,
     stripped; None when there is no such line."""
-    label = key + ":"
-    if text.startswith(label):
-        start = len(label)
-    else:
-        at = text.find("\n" + label)
-        if at < 0:
-            return None
-        start = at + 1 + len(label)
-    end = text.find("\n", start)
-    return text[start:end if end >= 0 else len(text)].strip()
+    rest = line_rest(text, key + ":")
+    return rest.strip() if rest is not None else None
 
 
 def status_fields(text: str) -> dict[str, str]:

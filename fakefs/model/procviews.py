@@ -138,10 +138,10 @@ def parse_rwstat(text: str) -> dict[tuple[int, int], dict[str, int]]:
     return out
 
 
-def line_value(text: str, label: str) -> int | None:
-    """The number after ``label`` (with its separator: ``MemTotal:``,
-    ``hierarchical_memory_limit ``) at the start of a line, without parsing
-    the rest: what every read of a view needs first."""
+def line_rest(text: str, label: str) -> str | None:
+    """What follows ``label`` (with its separator: ``MemTotal:``,
+    ``hierarchical_memory_limit ``) on the first line that starts with it,
+    found without splitting the rest of the text; None when no line does."""
     if text.startswith(label):
         start = len(label)
     else:
@@ -150,7 +150,14 @@ def line_value(text: str, label: str) -> int | None:
             return None
         start = at + 1 + len(label)
     end = text.find("\n", start)
-    parts = text[start:end if end >= 0 else len(text)].split()
+    return text[start:end if end >= 0 else len(text)]
+
+
+def line_value(text: str, label: str) -> int | None:
+    """The number after ``label`` at the start of a line (line_rest): what
+    every read of a view needs first."""
+    rest = line_rest(text, label)
+    parts = rest.split() if rest is not None else []
     try:
         return int(parts[0]) if parts else None
     except ValueError:

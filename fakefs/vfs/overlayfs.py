@@ -12,6 +12,7 @@ import errno
 import os
 
 from fakefs.host.facts import cap_last_cap
+from fakefs.host.procfs import read_text
 from fakefs.model.cftype import WriteContext
 from fakefs.model.errors import KernelError
 from fakefs.model.procsys import SysctlEntry, build_entries, perm_allows
@@ -53,20 +54,12 @@ def _insert(tree: dict, parts: list[str], node) -> None:
     tree[parts[-1]] = node
 
 
-def _read_real(path: str) -> str | None:
-    try:
-        with open(path) as f:
-            return f.read()
-    except OSError:
-        return None
-
-
 def build_overlay_root(spec: dict) -> StagingRoot:
     host: dict[str, str] = {"kernel/cap_last_cap": f"{cap_last_cap()}\n"}
     for view in spec["views"].values():
         for e in view["entries"]:
             if e["kind"] == "procsys":
-                real = _read_real(os.path.join(PROC_SYS, e["path"]))
+                real = read_text(os.path.join(PROC_SYS, e["path"]))
                 if real is not None:
                     host[e["path"]] = real  # seed an override with the real value
     host["kernel/osrelease"] = os.uname().release + "\n"
