@@ -44,6 +44,7 @@ from fakefs.backends import AUTO_ORDER, BACKENDS
 from fakefs.errors import MountError
 from fakefs.host import mountinfo
 from fakefs.host.gvisor import gvisor_evidence
+from fakefs.host.hostfiles import ProcessInfo
 from fakefs.host.procfs import read_text, status_value
 from fakefs.host.sysmount import (CLONE_NEWNS, MS_BIND, MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_PRIVATE, MS_REC, libc, mount,
                                   umount, unshare_mount_namespace)
@@ -835,13 +836,8 @@ def process_started(max_age: float) -> float:
     ``max_age`` ago: the checks keep the rest of the budget however slowly
     Python started."""
     now = time.monotonic()
-    try:
-        with open("/proc/self/stat") as f:
-            ticks = int(f.read().rsplit(")", 1)[1].split()[19])
-    except (OSError, ValueError, IndexError):
-        return now
-    age = time.clock_gettime(time.CLOCK_BOOTTIME) - ticks / os.sysconf("SC_CLK_TCK")
-    return now - min(max(age, 0.0), max_age)
+    age = ProcessInfo(None).age_s(os.getpid())
+    return now if age is None else now - min(age, max_age)
 
 
 def run_probe(timing: Timing = DEFAULT_TIMING, budget_from: float | None = None) -> dict:

@@ -42,6 +42,7 @@ from typing import Iterable, Mapping
 
 from fakefs.host.procfs import (STAT_MAJFLT, STAT_MINFLT, STAT_PROCESSOR, STAT_STARTTIME, STAT_STIME, STAT_UTIME,
                                byte_values, read_text, stat_fields, status_value)
+from fakefs.model.procviews import parse_stat_cpus
 from fakefs.model.usage import MachineCpu, ProcessMemory, ThreadCpu
 
 DEFAULT_WINDOW_S = 0.15
@@ -174,13 +175,10 @@ class LiveStats:
             return None
         self.scans += 1
         per: dict[int, tuple[int, int, int | None]] = {}
-        for line in text.splitlines():
-            if not line.startswith("cpu") or line.startswith("cpu "):
-                continue
-            name, *vals = line.split()
+        for cpu, counters in parse_stat_cpus(text)[1].items():
             # user nice system idle iowait irq softirq steal ...
-            v = [int(x) * self.tick_ns for x in vals[:8]] + [0] * max(0, 8 - len(vals))
-            per[int(name[3:])] = (v[0] + v[1], v[2] + v[5] + v[6], busy_time(v, since_boot))
+            v = [x * self.tick_ns for x in counters[:8]]
+            per[cpu] = (v[0] + v[1], v[2] + v[5] + v[6], busy_time(v, since_boot))
         if not per:
             return None
         n = max(per) + 1
