@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ctypes
 
+from fakefs.host.procfs import read_text
 from fakefs.host.sysmount import libc
 
 SYSLOG_ACTION_READ_ALL = 3
@@ -18,11 +19,7 @@ def gvisor_evidence() -> tuple[bool, str]:
     n = libc.klogctl(SYSLOG_ACTION_READ_ALL, buf, len(buf))
     if n > 0 and b"gVisor" in buf.raw[:n]:
         return True, "the kernel log says \"Starting gVisor...\""
-    try:
-        with open("/proc/version") as f:
-            version = f.read()
-    except OSError:
-        version = ""
+    version = read_text("/proc/version") or ""
     if GVISOR_PROC_VERSION in version:
         return True, "/proc/version is gVisor's fixed 4.4.0 string"
     return False, f"not gVisor: {version.strip() or 'no /proc/version'}"

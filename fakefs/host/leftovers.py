@@ -13,6 +13,7 @@ import os
 import signal
 import time
 
+from fakefs.host.procfs import STAT_PPID, STAT_STATE, read_text, stat_fields
 from fakefs.host.sysmount import libc
 
 PR_SET_CHILD_SUBREAPER = 36
@@ -27,11 +28,10 @@ def become_subreaper() -> bool:
 def _stat(pid: int) -> tuple[str, int] | None:
     """(state, parent pid), or None once it is gone."""
     try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
+        fields = stat_fields(read_text(f"/proc/{pid}/stat") or "")
+        return fields[STAT_STATE], int(fields[STAT_PPID])
+    except (ValueError, IndexError):
         return None
-    return fields[0], int(fields[1])
 
 
 def _pids() -> list[int]:

@@ -1,6 +1,6 @@
 """The layout of the kernel's process and machine files under /proc
-(/proc/PID/stat, /proc/PID/status, /proc/meminfo): the one
-place fakefs parses them. Callers reach /proc their own way (a plain path,
+(/proc/PID/stat, /proc/PID/status, /proc/meminfo): the one place fakefs
+parses them. Callers reach /proc their own way (a plain path,
 or a private procfs handle that no view covers: ``hostfiles.PrivateDir``)
 and pass the text in.
 
@@ -16,6 +16,7 @@ from fakefs.model.procviews import line_rest
 
 # Indices into stat_fields(): proc(5)'s field numbers minus 3.
 STAT_STATE = 0  # (3) R, S, D, Z, ...
+STAT_PPID = 1  # (4)
 STAT_MINFLT = 7  # (10)
 STAT_MAJFLT = 9  # (12)
 STAT_UTIME = 11  # (14) clock ticks
