@@ -156,8 +156,8 @@ def _read_stat(cg) -> str:
 
 
 def _write_usage(cg, text: str, ctx: WriteContext) -> None:
-    # write_u64 path of cgroup_file_write: kstrtoull on the C string.
-    if kstrtoull(text.split("\0", 1)[0]) != 0:
+    # write_u64 path of cgroup_file_write: kstrtoull.
+    if kstrtoull(text) != 0:
         raise einval("only 0 resets cpuacct.usage")
     CPUACCT.reset(cg)
 
