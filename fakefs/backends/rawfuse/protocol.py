@@ -259,9 +259,17 @@ def pack_dirent(ino: int, off: int, dtype: int, name: bytes) -> bytes:
     return raw + b"\0" * (dirent_size(len(name)) - len(raw))
 
 
-# fuse_notify_code: the kernel queues again every request read but not
-# answered (fuse_resend).
+# fuse_notify_code (sent as the error of a reply with unique 0).
+# INVAL_INODE: forget an inode's attributes (off < 0) or also its pages.
+NOTIFY_INVAL_INODE = 2
+# RESEND: the kernel queues again every request read but not answered
+# (fuse_resend).
 NOTIFY_RESEND = 7
+NOTIFY_INVAL_INODE_OUT = _layout("fuse_notify_inval_inode_out", "u64 ino", "s64 off", "s64 len")
+
+
+def notification(code: int, payload: bytes) -> bytes:
+    return OUT_HEADER.pack(len=OUT_HEADER.size + len(payload), error=code, unique=0) + payload
 
 
 def reply(unique: int, error: int = 0, payload: bytes = b"") -> bytes:
