@@ -613,6 +613,36 @@ def test_page_cache_mode_lists_directories_without_rendering_files(cached, monke
     assert types["cpu.shares"] == stat.S_IFREG >> 12 and "cgroup.procs" in types
 
 
+def test_a_restarted_server_refuses_the_dead_servers_handles_or_reads_by_inode():
+    # After a crash (supervisor.py) the new server continues the connection
+    # at a new generation: a handle the dead server gave out is EBADF, never
+    # another file's. Without OPEN (Linux) there are no handles to lose.
+    def restarted(flags: int) -> FuseSession:
+        model = CgroupModel(HostFacts(), StaticProcessTable(), ["cpu,cpuacct"])
+        s = FuseSession(FsOps(CgroupFsRoot(model)), log=lambda msg: None)
+        s.adopt(31, flags, generation=2)
+        return s
+
+    s = restarted(P.FUSE_MAX_PAGES)  # as gVisor negotiated it
+    cpu, _ = lookup(s, ROOT_INODE, "cpu,cpuacct")
+    shares, _ = lookup(s, cpu, "cpu.shares")
+    assert err(s, request(Opcode.READ, shares, P.READ_IN.pack(fh=1, size=10))) == "EBADF"
+    assert read(s, shares, open_(s, shares), 0, 10) == b"1024\n"
+    s = restarted(P.FUSE_BIG_WRITES | P.FUSE_MAX_PAGES | P.FUSE_AUTO_INVAL_DATA)  # as Linux did
+    assert s.page_cache
+    cpu, _ = lookup(s, ROOT_INODE, "cpu,cpuacct")
+    shares, _ = lookup(s, cpu, "cpu.shares")
+    assert read(s, shares, 0, 0, 10) == b"1024\n"
+
+
+def test_page_cache_mode_shows_unreadable_files_with_a_size_that_makes_the_kernel_ask(cached):
+    # a file without a read handler (EINVAL, as on cgroupfs)
+    dev, _ = lookup(cached, ROOT_INODE, "devices")
+    allow, a = lookup(cached, dev, "devices.allow")
+    assert a.size == 4096  # a page: size 0 would read as an empty file
+    assert err(cached, request(Opcode.READ, allow, P.READ_IN.pack(fh=0, size=4096))) == "EINVAL"
+
+
 def test_abi_sizes_match_the_kernel_header():
     assert P.IN_HEADER.size == 40 and P.OUT_HEADER.size == 16
     assert P.ENTRY_OUT_SIZE == 128 and P.ATTR_OUT_SIZE == 104

@@ -58,6 +58,10 @@ from fakefs.model.errors import KernelError
 from fakefs.vfs.nodes import Attr, Node
 
 ROOT_INODE = 1
+# The size a file that cannot be read shows where the kernel keeps every
+# file's pages (page_cache "all"): a page, as sysfs shows, so that a read
+# asks the server and gets its error (size 0 would read as empty).
+UNREADABLE_SIZE = 4096
 
 
 def one_line(text: str) -> str:
@@ -330,6 +334,10 @@ class FsOps:
             shown.content, shown.node_mtime_ns, shown.written = content, attr.mtime_ns, False
         if pages:
             attr.mtime_ns += shown.extra_ns
+            if isinstance(content, KernelError) and self.page_cache == "all":
+                # A read of this file fails; the kernel asks only for bytes
+                # below the size, and nothing below it reaches the page cache.
+                attr.size = UNREADABLE_SIZE
         if keep:
             self._keep(inode, shown)
         return attr
@@ -568,10 +576,11 @@ class FsOps:
         # O_TRUNC asks for MAY_WRITE whatever the access mode (build_open_flags).
         node.check_open(writing or bool(flags & os.O_TRUNC), ctx)
         handle = Handle(node, writable=writing, inode=inode, ctx=ctx)
-        if accmode == os.O_RDONLY and self._pages_kept(node):
-            handle.shared = True
-        elif accmode in (os.O_RDONLY, os.O_RDWR):
+        if accmode in (os.O_RDONLY, os.O_RDWR):
             self._take_snapshot(handle)
+            # Through the page cache unless a read of it fails (the error
+            # must reach the reader: only a direct read asks the server).
+            handle.shared = accmode == os.O_RDONLY and self._pages_kept(node) and handle.error is None
         fh = next(self._next_fh)
         self._handles[fh] = handle
         return fh
