@@ -140,14 +140,19 @@ def name(s: str) -> bytes:
     return s.encode() + b"\0"
 
 
-@pytest.fixture
-def session() -> FuseSession:
+def initialized(init: bytes, hierarchies: list[str]) -> FuseSession:
+    """A session over a model with process 100, after ``init``."""
     procs = StaticProcessTable()
     procs.spawn(100)
-    model = CgroupModel(HostFacts(), procs, ["cpu,cpuacct", "memory"])
+    model = CgroupModel(HostFacts(), procs, hierarchies)
     s = FuseSession(FsOps(CgroupFsRoot(model)), log=lambda msg: None)
-    ok(s, GVISOR_INIT)
+    ok(s, init)
     return s
+
+
+@pytest.fixture
+def session() -> FuseSession:
+    return initialized(GVISOR_INIT, ["cpu,cpuacct", "memory"])
 
 
 def lookup(s: FuseSession, parent: int, child: str) -> tuple[int, object]:
@@ -546,12 +551,7 @@ def test_destroy_ends_the_session(session):
 # -- the page cache mode (Linux) ----------------------------------------------------------------
 @pytest.fixture
 def cached() -> FuseSession:
-    procs = StaticProcessTable()
-    procs.spawn(100)
-    model = CgroupModel(HostFacts(), procs, ["cpu,cpuacct", "devices"])
-    s = FuseSession(FsOps(CgroupFsRoot(model)), log=lambda msg: None)
-    ok(s, LINUX_INIT)
-    return s
+    return initialized(LINUX_INIT, ["cpu,cpuacct", "devices"])
 
 
 def notices(s: FuseSession) -> list[int]:

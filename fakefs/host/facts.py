@@ -8,8 +8,6 @@ import os
 import re
 from typing import Iterable
 
-import psutil
-
 from fakefs.host.hostfiles import real_path
 from fakefs.host.sysmount import libc
 from fakefs.model.host import HostFacts
@@ -79,12 +77,12 @@ def fuse_ignores_lseek() -> bool:
 
 
 def _memory_total() -> int:
-    """MemTotal in bytes, as psutil.virtual_memory().total gives it, from the
-    real /proc/meminfo (a view may be bound over the path)."""
+    """MemTotal in bytes, from the real /proc/meminfo (a view may be bound
+    over the path); the pages the kernel reports where it cannot be read."""
     for line in _read("/proc/meminfo").splitlines():
         if line.startswith("MemTotal:"):
             return int(line.split()[1]) * 1024
-    return psutil.virtual_memory().total
+    return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
 def _listdir(path: str) -> list[str]:
@@ -106,11 +104,11 @@ def _whole_disks() -> tuple[tuple[int, int], ...]:
 
 
 class LiveProcessTable:
-    """Processes and threads from /proc (psutil for existence checks)."""
+    """Processes and threads from /proc."""
 
     def exists(self, tid: int) -> bool:
-        # Any task, thread or leader: psutil.pid_exists is False for a
-        # non-leader thread id, while /proc/TID/task/TID is there for both.
+        # Any task, thread or leader: /proc lists only leaders, while
+        # /proc/TID/task/TID is there for both.
         return tid > 0 and os.path.exists(f"/proc/{tid}/task/{tid}")
 
     def tgid_of(self, tid: int) -> int | None:
@@ -152,6 +150,7 @@ class LiveProcessTable:
 
     def all_tids(self) -> Iterable[int]:
         out: list[int] = []
-        for pid in psutil.pids():
-            out.extend(self.threads_of(pid))
+        for name in os.listdir("/proc"):
+            if name.isdigit():
+                out.extend(self.threads_of(int(name)))
         return out
