@@ -243,9 +243,8 @@ class ControlNode(Node):
     @property
     def volatile(self) -> bool:  # type: ignore[override]
         """Live files (processes, time) change without any operation here."""
-        cg = self.cgroup
-        spec = cg.hierarchy.files(cg).get(self.name)
-        return spec is None or spec.live or cg.removed
+        spec = self.cgroup.hierarchy.files(self.cgroup).get(self.name)
+        return spec is None or spec.live or self.cgroup.removed
 
     def _spec(self):
         cg = self.cgroup

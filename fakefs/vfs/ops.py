@@ -42,7 +42,7 @@ What the kernel keeps is kept exactly fresh here, for both transports:
 
 from __future__ import annotations
 
-import dataclasses
+import copy
 import errno
 import itertools
 import os
@@ -401,11 +401,11 @@ class FsOps:
 
     def _memoized(self, inode: int, node: Node, ctx: WriteContext, key) -> tuple[Attr, bytes | KernelError]:
         memo = self._memo.get(inode)
-        if memo is not None and memo[0] == key:
-            return dataclasses.replace(memo[1]), memo[2]
-        attr, content = node.snapshot(ctx)
-        self._memo[inode] = (key, dataclasses.replace(attr), content)
-        return attr, content
+        if memo is None or memo[0] != key:
+            attr, content = node.snapshot(ctx)
+            memo = self._memo[inode] = (key, attr, content)
+        # The attributes are shared with later calls: a copy to change.
+        return copy.copy(memo[1]), memo[2]
 
     def read_shown(self, inode: int, offset: int, size: int, ctx: WriteContext | None = None) -> bytes:
         """A read through the kernel's page cache: the bytes of the content

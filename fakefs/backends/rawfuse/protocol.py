@@ -154,6 +154,8 @@ class Layout:
         self.struct = struct.Struct("=" + "".join(fmt for _, fmt in fields))
         self.size = self.struct.size
         self.tuple = namedtuple(name, self.fields)
+        self._index = {f: i for i, f in enumerate(self.fields)}
+        self._zeros = [0] * len(self.fields)
 
     def unpack(self, buf: bytes | memoryview, offset: int = 0):
         if len(buf) - offset < self.size:
@@ -161,10 +163,15 @@ class Layout:
         return self.tuple._make(self.struct.unpack_from(buf, offset))
 
     def pack(self, **values) -> bytes:
-        unknown = set(values) - set(self.fields)
-        if unknown:
-            raise TypeError(f"{self.name} has no field(s) {sorted(unknown)}")
-        return self.struct.pack(*(values.get(f, 0) for f in self.fields))
+        # Every reply goes through here: fields by index, zeros for the rest.
+        args = self._zeros.copy()
+        try:
+            for field, value in values.items():
+                args[self._index[field]] = value
+        except KeyError:
+            unknown = sorted(set(values) - set(self.fields))
+            raise TypeError(f"{self.name} has no field(s) {unknown}") from None
+        return self.struct.pack(*args)
 
 
 def _layout(name: str, *fields: str) -> Layout:
