@@ -138,6 +138,10 @@ class CgroupDir(Node):
     def hierarchy(self) -> Hierarchy:
         return self.cgroup.hierarchy
 
+    @property
+    def gone(self) -> bool:
+        return self.cgroup.removed
+
     def _alive(self) -> Cgroup:
         cg = self.cgroup
         if cg.removed:
@@ -229,6 +233,11 @@ class ControlNode(Node):
         self.name = name
         self.key = ("cgfile", cgroup.serial, name)
         self.mtime_ns = mtime_ns
+
+    @property
+    def gone(self) -> bool:
+        # (without rendering the file, as attr() would)
+        return self.cgroup.removed or self.name not in self.cgroup.hierarchy.files(self.cgroup)
 
     @property
     def scope(self):

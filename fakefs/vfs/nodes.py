@@ -56,6 +56,16 @@ class Node:
             content = exc
         return self.attr_for(ctx), content
 
+    @property
+    def gone(self) -> bool:
+        """Removed (its object no longer exists): the inode may be dropped
+        once the kernel forgets it."""
+        try:
+            self.attr()
+        except KernelError:
+            return True
+        return False
+
     def render_key(self) -> Hashable | None:
         """For a volatile file: a value that stays the same for as long as
         its rendering does (the operations layer renders it once per value);

@@ -163,8 +163,10 @@ class FsOps:
         self._shown: dict[int, Shown] = {}
         # Volatile files' last snapshot, by inode: (Node.render_key, attr, content).
         self._memo: dict[int, tuple] = {}
-        # scope -> inodes whose attributes the kernel keeps until told.
-        self._kept: dict[Hashable, set[int]] = {}
+        # scope -> inodes whose attributes the kernel keeps until told (a
+        # list: a scope holds a cgroup's few files, and a list of one costs
+        # a quarter of a set of one, times 10,000 cgroups).
+        self._kept: dict[Hashable, list[int]] = {}
 
     def _changed(self) -> None:
         self.changes += 1
@@ -248,9 +250,7 @@ class FsOps:
         self._unkeep(inode)
         self._shown.pop(inode, None)
         self._memo.pop(inode, None)
-        try:
-            node.attr()
-        except KernelError:
+        if node.gone:
             del self._inodes[inode]
             self._paths.pop(inode, None)
             self._parents.pop(inode, None)
@@ -348,17 +348,16 @@ class FsOps:
     def _keep(self, inode: int, shown: Shown) -> None:
         if not shown.kept:
             shown.kept = True
-            self._kept.setdefault(shown.scope, set()).add(inode)
+            self._kept.setdefault(shown.scope, []).append(inode)
 
     def _unkeep(self, inode: int) -> None:
         shown = self._shown.get(inode)
         if shown is not None and shown.kept:
             shown.kept = False
-            kept = self._kept.get(shown.scope)
-            if kept is not None:
-                kept.discard(inode)
-                if not kept:
-                    del self._kept[shown.scope]
+            kept = self._kept[shown.scope]
+            kept.remove(inode)
+            if not kept:
+                del self._kept[shown.scope]
 
     def _settle(self, scopes: Iterable[Hashable], written: int = 0) -> None:
         """After an operation that may have changed content, before its
