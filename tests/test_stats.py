@@ -5,8 +5,6 @@ machine, compared with this machine's real root cgroups."""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import time
 
 import pytest
