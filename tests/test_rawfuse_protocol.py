@@ -200,8 +200,10 @@ def test_init_with_linux_negotiates_down_to_our_minor():
     assert offered & P.FUSE_DO_READDIRPLUS and offered & P.FUSE_WRITEBACK_CACHE
     assert offered & P.FUSE_NO_OPEN_SUPPORT and offered & P.FUSE_AUTO_INVAL_DATA
     # big writes, max_pages, and the page cache mode (a cgroup tree may be
-    # served without OPEN); no readdirplus, no writeback cache
-    assert out.flags == P.FUSE_BIG_WRITES | P.FUSE_MAX_PAGES | P.FUSE_AUTO_INVAL_DATA
+    # served without OPEN; writes kill no set-id bits, as on kernfs); no
+    # readdirplus, no writeback cache
+    assert out.flags == (P.FUSE_BIG_WRITES | P.FUSE_MAX_PAGES | P.FUSE_AUTO_INVAL_DATA
+                         | P.FUSE_HANDLE_KILLPRIV_V2)
     assert s.page_cache and s.ops.page_cache == "all"
 
 

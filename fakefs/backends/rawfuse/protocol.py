@@ -109,6 +109,7 @@ FUSE_NO_OPENDIR_SUPPORT = 1 << 24
 FUSE_EXPLICIT_INVAL_DATA = 1 << 25
 FUSE_MAP_ALIGNMENT = 1 << 26
 FUSE_SUBMOUNTS = 1 << 27
+FUSE_HANDLE_KILLPRIV_V2 = 1 << 28
 
 # fuse_init_out sizes older kernels expect (a longer reply is EINVAL there).
 FUSE_COMPAT_INIT_OUT_SIZE = 8  # minor < 5

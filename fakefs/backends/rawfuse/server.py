@@ -57,6 +57,11 @@ WANTED_INIT_FLAGS = P.FUSE_BIG_WRITES | P.FUSE_MAX_PAGES
 # FUSE_NOTIFY_INVAL_INODE. gVisor offers neither: there every open and read
 # reaches the server, with direct I/O, as before.
 PAGE_CACHE_INIT_FLAGS = P.FUSE_NO_OPEN_SUPPORT | P.FUSE_AUTO_INVAL_DATA
+# Taken with it where offered: the server "kills" set-id bits and file
+# capabilities on a write itself. kernfs kills nothing on a write, and
+# neither does fakefs; without it the kernel asks GETXATTR
+# security.capability before every write to check.
+KILLPRIV_INIT_FLAG = P.FUSE_HANDLE_KILLPRIV_V2
 PAGE_SIZE = 4096
 
 
@@ -301,7 +306,7 @@ class FuseSession:
             raise KernelError(errno.EPROTO, self.init_error)
         flags = init.flags & WANTED_INIT_FLAGS
         if init.flags & PAGE_CACHE_INIT_FLAGS == PAGE_CACHE_INIT_FLAGS and self.ops.root.serves_without_open:
-            flags |= P.FUSE_AUTO_INVAL_DATA
+            flags |= P.FUSE_AUTO_INVAL_DATA | (init.flags & KILLPRIV_INIT_FLAG)
         out = P.INIT_OUT.pack(
             major=P.FUSE_KERNEL_VERSION, minor=minor, max_readahead=init.max_readahead, flags=flags,
             max_write=self.max_write, time_gran=1,
