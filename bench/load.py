@@ -18,11 +18,24 @@ from .stats import percentile
 READ_CHUNK = 65536
 
 
-def _read_loop(paths: list[str], start_at: float, duration: float) -> tuple[array, int]:
-    """open, read until EOF, close; round-robin over ``paths``."""
+def _open_read_close(path: str, o_open=os.open, o_read=os.read, o_close=os.close, rdonly=os.O_RDONLY) -> None:
+    fd = o_open(path, rdonly)
+    try:
+        while o_read(fd, READ_CHUNK):
+            pass
+    finally:
+        o_close(fd)
+
+
+# What a reader process does with each path: open, read until EOF, close
+# (as cat, Python, Go's ReadFile do); list a directory; stat a file.
+OPERATIONS = {"read": _open_read_close, "listdir": os.listdir, "stat": os.stat}
+
+
+def _loop(op, paths: list[str], start_at: float, duration: float) -> tuple[array, int]:
+    """``op`` on each path in turn (round-robin) for ``duration`` seconds."""
     lat = array("q")
     errors = 0
-    o_open, o_read, o_close, rdonly = os.open, os.read, os.close, os.O_RDONLY
     clock = time.perf_counter_ns
     while time.monotonic() < start_at:
         time.sleep(min(0.001, max(0.0, start_at - time.monotonic())))
@@ -32,12 +45,7 @@ def _read_loop(paths: list[str], start_at: float, duration: float) -> tuple[arra
     t = clock()
     while t < end:
         try:
-            fd = o_open(paths[i], rdonly)
-            try:
-                while o_read(fd, READ_CHUNK):
-                    pass
-            finally:
-                o_close(fd)
+            op(paths[i])
         except OSError:
             errors += 1
         i += 1
@@ -49,11 +57,13 @@ def _read_loop(paths: list[str], start_at: float, duration: float) -> tuple[arra
     return lat, errors
 
 
-def readers(paths: str | list[str], nproc: int, duration: float) -> dict:
-    """``nproc`` reader processes for ``duration`` seconds; ops/s over all of
-    them and the latency percentiles of every operation."""
+def readers(paths: str | list[str], nproc: int, duration: float, operation: str = "read") -> dict:
+    """``nproc`` processes doing ``operation`` (OPERATIONS) for ``duration``
+    seconds; ops/s over all of them and the latency percentiles of every
+    operation."""
     if isinstance(paths, str):
         paths = [paths]
+    op = OPERATIONS[operation]
     start_at = time.monotonic() + 0.05 + 0.01 * nproc
     kids = []
     for k in range(nproc):
@@ -65,7 +75,7 @@ def readers(paths: str | list[str], nproc: int, duration: float) -> dict:
                 os.close(rfd)
                 # Readers start at different places so 4 readers do not march in step.
                 offset = (k * len(paths)) // nproc
-                lat, errors = _read_loop(paths[offset:] + paths[:offset], start_at, duration)
+                lat, errors = _loop(op, paths[offset:] + paths[:offset], start_at, duration)
                 data = pickle.dumps((lat.tobytes(), errors))
                 view = memoryview(data)
                 while view:

@@ -6,7 +6,9 @@ import datetime
 import os
 import platform
 
-TARGET_NAMES = {"fakefs": "fakefs", "lxcfs": "lxcfs", "kernel": "kernel cgroupfs", "tmpfs": "tmpfs"}
+TARGET_NAMES = {"fuse": "fakefs fuse (pyfuse3)", "fuse-raw": "fakefs fuse-raw", "tmpfs-backend": "fakefs tmpfs backend",
+                "lxcfs": "lxcfs", "kernel": "kernel cgroupfs", "tmpfs": "a tmpfs file"}
+RATIOS = ("fuse/lxcfs", "fuse/kernel", "fuse-raw/lxcfs", "fuse-raw/kernel")
 
 
 def machine_info(lxcfs_version: str) -> dict:
@@ -68,14 +70,14 @@ def _ratio(r: float | None) -> str:
 
 
 # The rows the README shows (the full table is in bench-results/latest.md).
-README_ROWS = ("read_small_1", "read_small_1_p50", "read_small_1_p99", "read_small_4", "read_small_4_p99",
-               "read_live_1", "read_live_4", "write", "mkdir", "mount")
+README_ROWS = ("read_small_1", "read_small_4", "read_live_1", "read_live_4", "write", "mkdir", "mount")
 
 
 def table(results: dict, compact: bool = False) -> str:
     """The results as Markdown; ``compact``: the README's selection of rows."""
     m = results["machine"]
     st = results["settings"]
+    targets = list(TARGET_NAMES)
     lines = [
         f"Machine: {m['cpu']}, {m['cpus']} CPUs, {m['memory_gib']} GiB, Linux {m['kernel']}; "
         f"Python {m['python']}, pyfuse3 {m['pyfuse3']}, lxcfs {m['lxcfs']}; {m['date']}; "
@@ -83,23 +85,38 @@ def table(results: dict, compact: bool = False) -> str:
         f"Each figure: median (min–max) of {st['reps']} repetitions of {st['duration_s']:g} s; ratios are of "
         "medians (for ops/s higher is better, for µs, s and MB lower is better).",
         "",
-        "| measure | unit | fakefs | lxcfs | kernel cgroupfs | tmpfs | fakefs/lxcfs | fakefs/kernel |",
-        "|---|---|---|---|---|---|---|---|",
+        "| measure | unit | " + " | ".join(TARGET_NAMES[t] for t in targets) + " | " + " | ".join(RATIOS) + " |",
+        "|---|---|" + "---|" * (len(targets) + len(RATIOS)),
     ]
     rows = results["rows"]
     if compact:
-        sizes = results["settings"]["sizes"]
-        keep = set(README_ROWS) | {f"scale_rss_{max(sizes)}", f"scale_read_{min(sizes)}", f"scale_read_{max(sizes)}"}
-        rows = [r for r in rows if r["key"] in keep]
+        rows = [r for r in rows if r["key"] in README_ROWS]
     for row in rows:
         v = row["values"]
-        lines.append(
-            f"| {row['title']} | {row['unit']} | {_cell(v.get('fakefs'), row['unit'])} | "
-            f"{_cell(v.get('lxcfs'), row['unit'])} | {_cell(v.get('kernel'), row['unit'])} | "
-            f"{_cell(v.get('tmpfs'), row['unit'])} | {_ratio(row['ratios'].get('lxcfs'))} | "
-            f"{_ratio(row['ratios'].get('kernel'))} |")
+        lines.append(f"| {row['title']} | {row['unit']} | "
+                     + " | ".join(_cell(v.get(t), row["unit"]) for t in targets) + " | "
+                     + " | ".join(_ratio(row["ratios"].get(r)) for r in RATIOS) + " |")
+    scale = results.get("scale_rows") or []
+    if compact:
+        sizes = st["sizes"]
+        keep = {f"scale_{k}_{n}" for k in ("read", "listdir", "live", "stat") for n in sizes} | \
+            {f"scale_rss_{max(sizes)}"}
+        scale = [r for r in scale if r["key"] in keep]
+    if scale:
+        lines += ["", "Scale: one daemon per backend and size, with that many cgroups (cpu,cpuacct/kubepods/cN); "
+                  "the per-cgroup operations act on one of them. Ratios: to the same measure at the smallest size.",
+                  "", "| measure | unit | fakefs fuse (pyfuse3) | fakefs fuse-raw | fuse vs smallest | "
+                  "fuse-raw vs smallest |", "|---|---|---|---|---|---|"]
+        for row in scale:
+            v, r = row["values"], row["ratios"]
+            lines.append(f"| {row['title']} | {row['unit']} | {_cell(v.get('fuse'), row['unit'])} | "
+                         f"{_cell(v.get('fuse-raw'), row['unit'])} | {_ratio(r.get('fuse'))} | "
+                         f"{_ratio(r.get('fuse-raw'))} |")
     if results.get("goals"):
-        lines += ["", "| goal | measured | met |", "|---|---|---|"]
+        load = results["goals"][0].get("load", m.get("load_average", "?"))
+        lines += ["", f"Targets (issue 14; per-cgroup costs: issue 12), load average {load}: "
+                  "with a load above the CPU count the figures are noisy, compare ratios within one run.",
+                  "", "| goal | measured | met |", "|---|---|---|"]
         for g in results["goals"]:
             met = "–" if g["met"] is None else ("yes" if g["met"] else "**no**")
             lines.append(f"| {g['goal']} | {g['measured']} | {met} |")

@@ -7,7 +7,6 @@ daemon and real cgroup made here is undone by its ``close()``.
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import shutil
@@ -41,11 +40,12 @@ def _fakefs_cmd() -> list[str]:
 
 
 class FakefsMount:
-    """``fakefs mount TARGET --backend fuse`` and ``fakefs umount TARGET``."""
+    """``fakefs mount TARGET --backend NAME`` and ``fakefs umount TARGET``."""
 
     def __init__(self, target: str, run_dir: str, backend: str = "fuse"):
         self.target = target
         self.backend = backend
+        self.run_dir = run_dir
         self.env = dict(os.environ, FAKEFS_RUN_DIR=run_dir)
         self.mounted = False
         os.makedirs(target, exist_ok=True)
@@ -65,15 +65,31 @@ class FakefsMount:
 
     @property
     def pid(self) -> int | None:
-        res = subprocess.run(_fakefs_cmd() + ["status", "--json"], env=self.env, capture_output=True, text=True)
+        """The serving process (the one holding the tree; its supervisor is
+        the pid ``fakefs status`` shows)."""
+        from fakefs.runtime import registry
+
+        saved = os.environ.get("FAKEFS_RUN_DIR")
+        os.environ["FAKEFS_RUN_DIR"] = self.run_dir
         try:
-            rows = json.loads(res.stdout)["mounts"]
-        except (ValueError, KeyError):
-            return None
-        for row in rows:
-            if os.path.realpath(row["target"]) == os.path.realpath(self.target):
-                return int(row["pid"])
-        return None
+            record = registry.load(os.path.realpath(self.target))
+        finally:
+            if saved is None:
+                del os.environ["FAKEFS_RUN_DIR"]
+            else:
+                os.environ["FAKEFS_RUN_DIR"] = saved
+        return record.server_pid or record.pid if record is not None else None
+
+    def wait_for(self, *parts: str, timeout: float = 10.0) -> str:
+        """A path that appears a moment after mkdir (the tmpfs backend's
+        watcher fills a new cgroup directory)."""
+        path = self.p(*parts)
+        deadline = time.monotonic() + timeout
+        while not os.path.exists(path):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{path} did not appear within {timeout:.0f} s")
+            time.sleep(0.005)
+        return path
 
     def p(self, *parts: str) -> str:
         return os.path.join(self.target, *parts)

@@ -15,7 +15,8 @@ import stat
 
 import pytest
 
-from fakefs.vfs.cgroupfs import CgroupFsRoot
+from fakefs.vfs.cgroupfs import CgroupFsRoot, ControlNode
+from fakefs.vfs.procviews import CgroupRootWithViews, ViewsDir
 from fakefs.vfs.ops import ROOT_INODE, FsOps
 from fakefs.backends.rawfuse import protocol as P
 from fakefs.backends.rawfuse.protocol import Opcode
@@ -139,14 +140,19 @@ def name(s: str) -> bytes:
     return s.encode() + b"\0"
 
 
-@pytest.fixture
-def session() -> FuseSession:
+def initialized(init: bytes, hierarchies: list[str]) -> FuseSession:
+    """A session over a model with process 100, after ``init``."""
     procs = StaticProcessTable()
     procs.spawn(100)
-    model = CgroupModel(HostFacts(), procs, ["cpu,cpuacct", "memory"])
+    model = CgroupModel(HostFacts(), procs, hierarchies)
     s = FuseSession(FsOps(CgroupFsRoot(model)), log=lambda msg: None)
-    ok(s, GVISOR_INIT)
+    ok(s, init)
     return s
+
+
+@pytest.fixture
+def session() -> FuseSession:
+    return initialized(GVISOR_INIT, ["cpu,cpuacct", "memory"])
 
 
 def lookup(s: FuseSession, parent: int, child: str) -> tuple[int, object]:
@@ -192,8 +198,22 @@ def test_init_with_linux_negotiates_down_to_our_minor():
     assert (out.major, out.minor) == (7, 31)
     offered = P.INIT_IN.unpack(LINUX_INIT, P.IN_HEADER.size).flags
     assert offered & P.FUSE_DO_READDIRPLUS and offered & P.FUSE_WRITEBACK_CACHE
-    # only big writes and max_pages are taken: no readdirplus, no page cache games
-    assert out.flags == P.FUSE_BIG_WRITES | P.FUSE_MAX_PAGES
+    assert offered & P.FUSE_NO_OPEN_SUPPORT and offered & P.FUSE_AUTO_INVAL_DATA
+    # big writes, max_pages, and the page cache mode (a cgroup tree may be
+    # served without OPEN; writes kill no set-id bits, as on kernfs); no
+    # readdirplus, no writeback cache
+    assert out.flags == (P.FUSE_BIG_WRITES | P.FUSE_MAX_PAGES | P.FUSE_AUTO_INVAL_DATA
+                         | P.FUSE_HANDLE_KILLPRIV_V2)
+    assert s.page_cache and s.ops.page_cache == "all"
+
+
+def test_trees_that_need_open_keep_direct_io_on_linux():
+    # A tree with per-reader files (the /proc views) or open-time checks
+    # (merged /proc/sys views) cannot leave OPEN out.
+    model = CgroupModel(HostFacts(), StaticProcessTable(), ["cpu,cpuacct"])
+    s = FuseSession(FsOps(CgroupRootWithViews(CgroupFsRoot(model), ViewsDir(None, []))), log=lambda msg: None)
+    out = P.INIT_OUT.unpack(ok(s, LINUX_INIT))
+    assert out.flags == P.FUSE_BIG_WRITES | P.FUSE_MAX_PAGES and not s.page_cache
 
 
 def test_init_with_an_older_kernel_uses_its_minor_and_reply_size():
@@ -528,6 +548,101 @@ def test_a_bug_in_the_operations_costs_one_request_not_the_mount(session):
 def test_destroy_ends_the_session(session):
     assert ok(session, request(Opcode.DESTROY, 0)) == b""
     assert session.destroyed
+
+
+# -- the page cache mode (Linux) ----------------------------------------------------------------
+@pytest.fixture
+def cached() -> FuseSession:
+    return initialized(LINUX_INIT, ["cpu,cpuacct", "devices"])
+
+
+def notices(s: FuseSession) -> list[int]:
+    """The inodes whose attributes the session told the kernel to forget."""
+    out = []
+    for notice in s.take_notices():
+        head = P.OUT_HEADER.unpack(notice)
+        assert head.unique == 0 and head.error == P.NOTIFY_INVAL_INODE and head.len == len(notice)
+        inval = P.NOTIFY_INVAL_INODE_OUT.unpack(notice, P.OUT_HEADER.size)
+        assert inval.off == -1  # attributes only: never waits for a page lock
+        out.append(inval.ino)
+    return out
+
+
+def test_page_cache_mode_opens_nothing_and_reads_by_inode(cached):
+    cpu, _ = lookup(cached, ROOT_INODE, "cpu,cpuacct")
+    head, a = entry(ok(cached, request(Opcode.LOOKUP, cpu, name("cpu.shares"))))
+    assert head.attr_valid > 0 and a.size == 5  # kept until the kernel is told otherwise
+    live, _ = entry(ok(cached, request(Opcode.LOOKUP, cpu, name("cpuacct.usage"))))
+    assert live.attr_valid == 0  # statistics: every read asks
+    # OPEN once with ENOSYS: the kernel opens every file itself from then on
+    assert err(cached, request(Opcode.OPEN, head.nodeid, P.OPEN_IN.pack(flags=os.O_RDONLY))) == "ENOSYS"
+    assert read(cached, head.nodeid, 0, 0, 4096) == b"1024\n"
+    assert read(cached, head.nodeid, 0, 2, 4096) == b"24\n"
+    assert err(cached, request(Opcode.FLUSH, head.nodeid, P.FLUSH_IN.pack())) == "ENOSYS"
+
+
+def test_page_cache_mode_writes_by_inode_and_invalidates_before_the_reply(cached):
+    dev, _ = lookup(cached, ROOT_INODE, "devices")
+    p, _ = entry(ok(cached, request(Opcode.MKDIR, dev, P.MKDIR_IN.pack(mode=0o755) + name("p"))))
+    deny, _ = lookup(cached, p.nodeid, "devices.deny")
+    allow, _ = lookup(cached, p.nodeid, "devices.allow")
+    ok(cached, write(deny, 0, b"a"))
+    ok(cached, write(allow, 0, b"c 1:3 r"))
+    c, _ = entry(ok(cached, request(Opcode.MKDIR, p.nodeid, P.MKDIR_IN.pack(mode=0o755) + name("c"))))
+    c_list, a = lookup(cached, c.nodeid, "devices.list")
+    assert a.size == len(b"c 1:3 r\n") and notices(cached) == []
+    before = a.mtime * 10**9 + a.mtimensec
+    # the writer's identity comes from the header; the child's list follows
+    reply = cached.handle(write(deny, 0, b"c 1:3 r", pid=4242))
+    assert P.OUT_HEADER.unpack(reply).error == 0
+    assert notices(cached) == [c_list]  # to be written before that reply
+    after = attr_of(ok(cached, request(Opcode.GETATTR, c_list, P.GETATTR_IN.pack())))
+    assert after.size == 0 and after.mtime * 10**9 + after.mtimensec != before
+    assert read(cached, c_list, 0, 0, 4096) == b""
+    # the written file's next reply has a new mtime, even for the same content
+    a1 = attr_of(ok(cached, request(Opcode.GETATTR, deny, P.GETATTR_IN.pack())))
+    ok(cached, write(deny, 0, b"c 1:3 r"))
+    a2 = attr_of(ok(cached, request(Opcode.GETATTR, deny, P.GETATTR_IN.pack())))
+    assert (a2.mtime, a2.mtimensec) != (a1.mtime, a1.mtimensec)
+
+
+def test_page_cache_mode_lists_directories_without_rendering_files(cached, monkeypatch):
+    cpu, _ = lookup(cached, ROOT_INODE, "cpu,cpuacct")
+    monkeypatch.setattr(ControlNode, "snapshot", lambda *a: pytest.fail("a file was rendered"))
+    fh = P.OPEN_OUT.unpack(ok(cached, request(Opcode.OPENDIR, cpu, P.OPEN_IN.pack()))).fh
+    entries = dirents(ok(cached, request(Opcode.READDIR, cpu, P.READ_IN.pack(fh=fh, size=65536))))
+    types = {n: t for n, _, _, t in entries}
+    assert types["cpu.shares"] == stat.S_IFREG >> 12 and "cgroup.procs" in types
+
+
+def test_a_restarted_server_refuses_the_dead_servers_handles_or_reads_by_inode():
+    # After a crash (supervisor.py) the new server continues the connection
+    # at a new generation: a handle the dead server gave out is EBADF, never
+    # another file's. Without OPEN (Linux) there are no handles to lose.
+    def restarted(flags: int) -> FuseSession:
+        model = CgroupModel(HostFacts(), StaticProcessTable(), ["cpu,cpuacct"])
+        s = FuseSession(FsOps(CgroupFsRoot(model)), log=lambda msg: None)
+        s.adopt(31, flags, generation=2)
+        return s
+
+    s = restarted(P.FUSE_MAX_PAGES)  # as gVisor negotiated it
+    cpu, _ = lookup(s, ROOT_INODE, "cpu,cpuacct")
+    shares, _ = lookup(s, cpu, "cpu.shares")
+    assert err(s, request(Opcode.READ, shares, P.READ_IN.pack(fh=1, size=10))) == "EBADF"
+    assert read(s, shares, open_(s, shares), 0, 10) == b"1024\n"
+    s = restarted(P.FUSE_BIG_WRITES | P.FUSE_MAX_PAGES | P.FUSE_AUTO_INVAL_DATA)  # as Linux did
+    assert s.page_cache
+    cpu, _ = lookup(s, ROOT_INODE, "cpu,cpuacct")
+    shares, _ = lookup(s, cpu, "cpu.shares")
+    assert read(s, shares, 0, 0, 10) == b"1024\n"
+
+
+def test_page_cache_mode_shows_unreadable_files_with_a_size_that_makes_the_kernel_ask(cached):
+    # a file without a read handler (EINVAL, as on cgroupfs)
+    dev, _ = lookup(cached, ROOT_INODE, "devices")
+    allow, a = lookup(cached, dev, "devices.allow")
+    assert a.size == 4096  # a page: size 0 would read as an empty file
+    assert err(cached, request(Opcode.READ, allow, P.READ_IN.pack(fh=0, size=4096))) == "EINVAL"
 
 
 def test_abi_sizes_match_the_kernel_header():

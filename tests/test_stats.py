@@ -5,64 +5,13 @@ machine, compared with this machine's real root cgroups."""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import time
 
 import pytest
 
-from tests.support import require
+from tests.support import Child, require
 
 MB = 1 << 20
-CHILD = r"""
-import sys, threading, time
-held = []
-for line in sys.stdin:
-    cmd, _, arg = line.strip().partition(" ")
-    if cmd == "alloc":
-        held.append(b"\1" * (int(arg) << 20))  # resident: every page written
-        print("allocated", flush=True)
-    elif cmd == "spin":
-        # CPU time, however loaded the machine is; the clock is read
-        # rarely, so the time is user time.
-        end = time.process_time() + float(arg)
-        while time.process_time() < end:
-            for _ in range(20000):
-                pass
-        print("spun", flush=True)
-    elif cmd == "threads":
-        evt = threading.Event()
-        for _ in range(int(arg)):
-            threading.Thread(target=evt.wait, daemon=True).start()
-        print("threads", flush=True)
-    elif cmd == "exit":
-        break
-"""
-
-
-class Child:
-    def __init__(self):
-        self.p = subprocess.Popen([sys.executable, "-c", CHILD], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                  text=True)
-        self.pid = self.p.pid
-
-    def say(self, *lines: str) -> None:
-        self.p.stdin.write("".join(line + "\n" for line in lines))
-        self.p.stdin.flush()
-
-    def expect(self, word: str) -> str:
-        line = self.p.stdout.readline()
-        assert line.startswith(word), line
-        return line
-
-    def runtime_ns(self) -> int:
-        with open(f"/proc/{self.pid}/schedstat") as f:
-            return int(f.read().split()[0])
-
-    def stop(self) -> None:
-        if self.p.poll() is None:
-            self.p.kill()
-        self.p.wait()
 
 
 @pytest.fixture

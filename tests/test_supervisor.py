@@ -6,7 +6,6 @@ again within 2 s with every value written before the kill."""
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import signal
@@ -107,10 +106,12 @@ def test_fuse_raw_connection_outlives_its_server(mount_fakefs):
         assert time.monotonic() - killed_at <= RECOVERY
         assert is_mounted(m.path)
         assert _record(m.path).server_pid != rec.server_pid
-        # an fd of the dead server is refused, not mistaken for a new one
-        with pytest.raises(OSError) as exc:
-            os.pread(old_fd, 100, 0)
-        assert exc.value.errno == errno.EBADF
+        # On this kernel fuse-raw leaves OPEN out: the kernel opened the file
+        # itself, and an fd opened before the crash goes on reading it
+        # (where OPEN is answered, as in gVisor, the dead server's handle is
+        # refused with EBADF, never mistaken for a new one: see
+        # tests/test_rawfuse_protocol.py).
+        assert os.pread(old_fd, 100, 0) == b"17\n"
         assert m.read("pids", "job", "pids.max") == "17\n"
         os.rmdir(m.p("pids", "job", "moved"))
         assert sorted(d for d in os.listdir(m.p("pids", "job")) if not d.startswith(("cgroup.", "pids.", "notify", "tasks"))) == []

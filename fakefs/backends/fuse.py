@@ -9,7 +9,6 @@ import functools
 import os
 import select
 import stat
-import time
 import types
 
 import pyfuse3
@@ -29,15 +28,10 @@ FUSE_OPTIONS = ("fsname=fakefs", "subtype=fakefs", "allow_other", "default_permi
 ENTRY_TIMEOUT = 0.0
 ATTR_TIMEOUT = 0.0
 # What changes only through this filesystem's own operations (FsOps.cache_hints):
-# entries and directory/symlink attributes the kernel keeps up to date itself
-# (mkdir, rmdir and rename refresh the directories involved, setattr replies
-# carry the new attributes).
+# kept until the kernel is told to forget it (FsOps invalidates the
+# attributes of files a change may have touched before its reply; mkdir,
+# rmdir and rename refresh the directories involved in the kernel itself).
 STABLE_TIMEOUT = 3600.0
-# Attributes of stable control files: their size follows their content, so
-# when an operation may have changed something every file whose attributes
-# the kernel may still hold is invalidated. A bounded lifetime bounds that
-# set to the files looked at recently.
-STABLE_FILE_ATTR_TIMEOUT = 60.0
 # Tasks for pyfuse3.main(): the handlers never await, so one task reading
 # /dev/fuse serves every request in turn; more tasks only contend for
 # pyfuse3's read lock (measured: 4 readers got 2-4x fewer reads/s with
@@ -68,26 +62,14 @@ def _errno_wrap(fn):
     return wrapper
 
 
-def _mutating(fn):
-    """An operation that may change file contents: before its reply reaches
-    the kernel, the attributes the kernel holds of stable files are
-    invalidated (so a stat right after a write sees the new size). Also on
-    failure: a refused command may have done part of its work. Attributes in
-    the operation's own reply (mkdir, setattr) are current: they stay cached."""
-    @functools.wraps(fn)
-    async def wrapper(self, *args, **kwargs):
-        held, self._cached_file_attrs = self._cached_file_attrs, {}
+def _invalidate_attrs(inodes: list[int]) -> None:
+    """FsOps.invalidate: attributes only (never pages: that would wait for a
+    page lock, which a READ queued behind this request may hold)."""
+    for inode in inodes:
         try:
-            return fn(self, *args, **kwargs)
-        except Exception as exc:
-            raise _fuse_error(fn.__name__, exc) from None
-        finally:
-            try:
-                self._invalidate_cached_attrs(held)
-            except Exception as exc:
-                internal_error(f"{fn.__name__} (invalidations)", exc)
-
-    return wrapper
+            pyfuse3.invalidate_inode(inode, attr_only=True)
+        except OSError:
+            pass  # the kernel forgot the inode meanwhile: nothing to invalidate
 
 
 def _ctx(ctx: pyfuse3.RequestContext | None) -> WriteContext:
@@ -107,11 +89,12 @@ class Pyfuse3Operations(pyfuse3.Operations):
         # the opener's (cgroup.procs' "0" means the writer: for the usual
         # open-then-write that is the same process).
         self._openers: dict[int, WriteContext] = {}
-        # Stable files whose attributes the kernel may hold: inode -> until when.
-        self._cached_file_attrs: dict[int, float] = {}
-        self._seen_changes = ops.changes
-        # The file a write is for: the kernel refreshes its size itself.
-        self._written = 0
+        # pyfuse3's write() gets no inode either, so OPEN cannot be left out
+        # (as fuse-raw does): read-only opens of files that change only
+        # through this filesystem read the kernel's page cache instead, the
+        # others are direct I/O from a snapshot of their own.
+        ops.page_cache = "stable"
+        ops.invalidate = _invalidate_attrs
 
     def _entry(self, inode: int, a: Attr) -> pyfuse3.EntryAttributes:
         e = pyfuse3.EntryAttributes()
@@ -119,13 +102,7 @@ class Pyfuse3Operations(pyfuse3.Operations):
         e.generation = 0
         entry_stable, attr_stable = self.ops.cache_hints(inode)
         e.entry_timeout = STABLE_TIMEOUT if entry_stable else ENTRY_TIMEOUT
-        if not attr_stable:
-            e.attr_timeout = ATTR_TIMEOUT
-        elif stat.S_ISREG(a.mode):
-            e.attr_timeout = STABLE_FILE_ATTR_TIMEOUT
-            self._cached_file_attrs[inode] = time.monotonic() + STABLE_FILE_ATTR_TIMEOUT
-        else:
-            e.attr_timeout = STABLE_TIMEOUT
+        e.attr_timeout = STABLE_TIMEOUT if attr_stable else ATTR_TIMEOUT
         e.st_mode = a.mode
         e.st_nlink = a.nlink
         e.st_uid = a.uid
@@ -137,32 +114,6 @@ class Pyfuse3Operations(pyfuse3.Operations):
         e.st_atime_ns, e.st_mtime_ns, e.st_ctime_ns = a.times_ns
         return e
 
-    def _invalidate_cached_attrs(self, held: dict[int, float]) -> None:
-        """``held``: the files whose attributes the kernel held before the
-        operation; those it may still hold are invalidated if anything changed."""
-        written, self._written = self._written, 0
-        kept = self._cached_file_attrs
-        if self.ops.changes == self._seen_changes:
-            for inode, until in held.items():
-                kept.setdefault(inode, until)
-            return
-        self._seen_changes = self.ops.changes
-        now = time.monotonic()
-        for inode, until in held.items():
-            if until <= now or inode in kept:
-                continue  # expired (the kernel asks again anyway), or fresh from this reply
-            if inode == written:
-                # After every write the kernel drops the size it holds of the
-                # written file (fuse_write_update_attr); invalidating all of
-                # its attributes would cost the next open a GETATTR for the
-                # permission check, for nothing.
-                kept[inode] = until
-                continue
-            try:
-                pyfuse3.invalidate_inode(inode, attr_only=True)
-            except OSError:
-                pass  # the kernel forgot the inode meanwhile: nothing to invalidate
-
     @_errno_wrap
     def lookup(self, parent_inode, name, ctx=None):
         ino, a = self.ops.lookup(parent_inode, os.fsdecode(name), _ctx(ctx))
@@ -172,7 +123,7 @@ class Pyfuse3Operations(pyfuse3.Operations):
     def getattr(self, inode, ctx=None):
         return self._entry(inode, self.ops.getattr(inode, _ctx(ctx)))
 
-    @_mutating
+    @_errno_wrap
     def setattr(self, inode, attr, fields, fh, ctx):
         a = self.ops.setattr(
             inode,
@@ -217,9 +168,7 @@ class Pyfuse3Operations(pyfuse3.Operations):
     @_errno_wrap
     def readdir(self, fh, start_id, token):
         # start_id is the index after the last entry already returned.
-        entries = self.ops.readdir(fh)
-        for index in range(start_id, len(entries)):
-            name, ino, a = entries[index]
+        for index, (name, ino, a) in enumerate(self.ops.readdir(fh, start_id), start_id):
             if not pyfuse3.readdir_reply(token, os.fsencode(name), self._entry(ino, a), index + 1):
                 break
 
@@ -232,17 +181,17 @@ class Pyfuse3Operations(pyfuse3.Operations):
         fh = self.ops.open(inode, flags, opener)
         if flags & os.O_ACCMODE != os.O_RDONLY:
             self._openers[fh] = opener
-        # direct_io: never serve from the page cache, every read reaches the
-        # daemon (the size we report is exact, for clients that clamp to it).
-        return pyfuse3.FileInfo(fh=fh, direct_io=True, keep_cache=False)
+        # Page cache or direct I/O (see __init__): the size we report is
+        # exact either way, for clients that clamp to it.
+        shared = self.ops.shares_pages(fh)
+        return pyfuse3.FileInfo(fh=fh, direct_io=not shared, keep_cache=shared)
 
     @_errno_wrap
     def read(self, fh, off, size):
         return self.ops.read(fh, off, size)
 
-    @_mutating
+    @_errno_wrap
     def write(self, fh, off, buf):
-        self._written = self.ops.handle_inode(fh)
         return self.ops.write(fh, off, bytes(buf), self._openers.get(fh, WriteContext()))
 
     # No flush(): pyfuse3's default answers ENOSYS, and the kernel then stops
@@ -253,25 +202,25 @@ class Pyfuse3Operations(pyfuse3.Operations):
         self._openers.pop(fh, None)
         self.ops.release(fh)
 
-    @_mutating
+    @_errno_wrap
     def mkdir(self, parent_inode, name, mode, ctx):
         ino, a = self.ops.mkdir(parent_inode, os.fsdecode(name), _ctx(ctx))
         return self._entry(ino, a)
 
-    @_mutating
+    @_errno_wrap
     def rmdir(self, parent_inode, name, ctx):
         self.ops.rmdir(parent_inode, os.fsdecode(name), _ctx(ctx))
 
-    @_mutating
+    @_errno_wrap
     def unlink(self, parent_inode, name, ctx):
         self.ops.unlink(parent_inode, os.fsdecode(name), _ctx(ctx))
 
-    @_mutating
+    @_errno_wrap
     def rename(self, parent_inode_old, name_old, parent_inode_new, name_new, flags, ctx):
         self.ops.rename(parent_inode_old, os.fsdecode(name_old), parent_inode_new,
                         os.fsdecode(name_new), _ctx(ctx))
 
-    @_mutating
+    @_errno_wrap
     def create(self, parent_inode, name, mode, flags, ctx):
         self.ops.create(parent_inode, os.fsdecode(name), _ctx(ctx))
         raise KernelError(errno.EACCES)
@@ -298,7 +247,6 @@ class Pyfuse3Operations(pyfuse3.Operations):
         # even a FUSEError, and that would end the mount.
         for inode, _ in inode_list:
             try:
-                self._cached_file_attrs.pop(inode, None)
                 self.ops.forget(inode)
             except Exception as exc:
                 internal_error("forget", exc)

@@ -8,8 +8,6 @@ import os
 import re
 from typing import Iterable
 
-import psutil
-
 from fakefs.host.gvisor import GVISOR_PROC_VERSION
 from fakefs.host.hostfiles import read_real
 from fakefs.host.procfs import STAT_STARTTIME, byte_values, read_text, stat_fields, status_value
@@ -74,10 +72,11 @@ def fuse_ignores_lseek() -> bool:
 
 
 def _memory_total() -> int:
-    """MemTotal in bytes, as psutil.virtual_memory().total gives it, from the
-    real /proc/meminfo (a view may be bound over the path)."""
+    """MemTotal in bytes, from the real /proc/meminfo (a view may be bound
+    over the path); the pages the kernel reports where it cannot be read
+    (psutil is not imported on a mount's path: start-up time)."""
     total = byte_values(_read("/proc/meminfo"), ("MemTotal",)).get("MemTotal")
-    return total if total is not None else psutil.virtual_memory().total
+    return total if total is not None else os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
 def _listdir(path: str) -> list[str]:
@@ -99,11 +98,11 @@ def _whole_disks() -> tuple[tuple[int, int], ...]:
 
 
 class LiveProcessTable:
-    """Processes and threads from /proc (psutil for existence checks)."""
+    """Processes and threads from /proc."""
 
     def exists(self, tid: int) -> bool:
-        # Any task, thread or leader: psutil.pid_exists is False for a
-        # non-leader thread id, while /proc/TID/task/TID is there for both.
+        # Any task, thread or leader: /proc lists only leaders, while
+        # /proc/TID/task/TID is there for both.
         return tid > 0 and os.path.exists(f"/proc/{tid}/task/{tid}")
 
     def tgid_of(self, tid: int) -> int | None:
@@ -134,6 +133,7 @@ class LiveProcessTable:
 
     def all_tids(self) -> Iterable[int]:
         out: list[int] = []
-        for pid in psutil.pids():
-            out.extend(self.threads_of(pid))
+        for name in os.listdir("/proc"):
+            if name.isdigit():
+                out.extend(self.threads_of(int(name)))
         return out

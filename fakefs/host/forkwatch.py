@@ -197,6 +197,14 @@ def open_watcher(clone_parent: bool = False) -> ForkWatcher | str:
 async def watch(watcher: ForkWatcher, model) -> None:
     """trio task: apply events as they arrive, until cancelled."""
     model.on_attach = watcher.remember
+
+    def refresh() -> None:
+        try:
+            watcher.drain(model)
+        except OSError as exc:  # the task below reports it when it fails too
+            print(f"fakefs: process events not read: {exc.strerror}", flush=True)
+
+    model.refresh = refresh
     try:
         while True:
             await trio.lowlevel.wait_readable(watcher.sock)
@@ -207,4 +215,5 @@ async def watch(watcher: ForkWatcher, model) -> None:
                 return
     finally:
         model.on_attach = None
+        model.refresh = None
         watcher.close()

@@ -4,6 +4,10 @@ file in a cgroup, cAdvisor's housekeeping, a ``watch``) costs one scan.
 
 The cache window is ``DEFAULT_WINDOW_S`` (150 ms): figures are at most that
 old, and a thread, process or machine file is read at most once per window.
+Windows are taken whole: the cache is emptied when one ends, so within a
+window every figure stays what it was (``epoch()`` names the window; the
+model renders a statistics file once per window and change, see
+``Node.render_key``), and ``now_ns()`` is the window's start.
 
 Per thread (``/proc/<tid>/...``, tids are reachable there even when they are
 not listed): ``schedstat`` gives the scheduler runtime in nanoseconds (what
@@ -72,35 +76,45 @@ class LiveStats:
         self.window_ns = int(window_s * NSEC_PER_SEC)
         self.proc = proc
         self.tick_ns = NSEC_PER_SEC // os.sysconf("SC_CLK_TCK")
-        self._threads: dict[int, tuple[int, ThreadCpu | None]] = {}  # tid -> (read at, figures)
-        self._processes: dict[int, tuple[int, ProcessMemory | None]] = {}
+        self._threads: dict[int, ThreadCpu | None] = {}  # tid -> figures, this window
+        self._processes: dict[int, ProcessMemory | None] = {}
         self._tgid: dict[tuple[int, int], int] = {}  # (tid, start) -> tgid: a reused tid is another thread
-        self._machine_cpu: tuple[int, MachineCpu | None] | None = None
-        self._machine_memory: tuple[int, dict[str, int] | None] | None = None
+        self._machine_cpu: tuple[MachineCpu | None] | None = None
+        self._machine_memory: tuple[dict[str, int] | None] | None = None
+        self._window_start: int | None = None
         self.scans = 0  # files read, for the benchmark and tests
 
     # -- the clock ---------------------------------------------------------------
-    def now_ns(self) -> int:
-        # The clock of /proc/<pid>/stat's starttime (ticks since boot).
-        return time.clock_gettime_ns(time.CLOCK_BOOTTIME)
+    def epoch(self) -> int:
+        """The current window (its start, on the clock below). Figures
+        stay the same for as long as this does."""
+        now = time.clock_gettime_ns(time.CLOCK_BOOTTIME)
+        start = self._window_start
+        if start is None or now - start >= self.window_ns:
+            self._window_start = start = now
+            self._threads.clear()
+            self._processes.clear()
+            self._machine_cpu = self._machine_memory = None
+        return start
 
-    def _fresh(self, read_at: int, now: int) -> bool:
-        return now - read_at < self.window_ns
+    def now_ns(self) -> int:
+        # The clock of /proc/<pid>/stat's starttime (ticks since boot): the
+        # start of the window the figures are from.
+        return self.epoch()
 
     # -- threads ------------------------------------------------------------------
     def _cached(self, cache: dict, keys: Iterable[int], read) -> dict:
-        """``read(key)`` for each key, through ``cache`` (key -> (read_at,
-        value or None)) within the window: a burst of reads costs one scan."""
-        now = self.now_ns()
+        """``read(key)`` for each key, through ``cache`` (key -> value or
+        None) within the window: a burst of reads costs one scan."""
+        self.epoch()
         out: dict = {}
         for key in keys:
-            cached = cache.get(key)
-            if cached is None or not self._fresh(cached[0], now):
-                cached = (now, read(key))
-                cache[key] = cached
-            if cached[1] is not None:
-                out[key] = cached[1]
-        self._forget(cache, now)
+            if key in cache:
+                value = cache[key]
+            else:
+                value = cache[key] = read(key)
+            if value is not None:
+                out[key] = value
         return out
 
     def threads(self, tids: Iterable[int]) -> Mapping[int, ThreadCpu]:
@@ -152,19 +166,12 @@ class LiveStats:
         return ProcessMemory(kb.get("RssAnon", 0), kb.get("RssFile", 0), kb.get("RssShmem", 0),
                              kb.get("VmSwap", 0), minflt, majflt)
 
-    def _forget(self, cache: dict, now: int) -> None:
-        """Drop entries nobody asked about for a while (exited, moved out)."""
-        if len(cache) > 64:
-            stale = [k for k, (at, _) in cache.items() if now - at > 10 * self.window_ns]
-            for k in stale:
-                del cache[k]
-
     # -- the machine ------------------------------------------------------------------
     def machine_cpu(self) -> MachineCpu | None:
-        now = self.now_ns()
-        if self._machine_cpu is None or not self._fresh(self._machine_cpu[0], now):
-            self._machine_cpu = (now, self._read_machine_cpu())
-        return self._machine_cpu[1]
+        self.epoch()
+        if self._machine_cpu is None:
+            self._machine_cpu = (self._read_machine_cpu(),)
+        return self._machine_cpu[0]
 
     def _read_machine_cpu(self) -> MachineCpu | None:
         text = read_text(f"{self.proc}/stat")
@@ -192,10 +199,10 @@ class LiveStats:
         return time.clock_gettime_ns(time.CLOCK_MONOTONIC)
 
     def machine_memory(self) -> Mapping[str, int] | None:
-        now = self.now_ns()
-        if self._machine_memory is None or not self._fresh(self._machine_memory[0], now):
-            self._machine_memory = (now, self._read_machine_memory())
-        return self._machine_memory[1]
+        self.epoch()
+        if self._machine_memory is None:
+            self._machine_memory = (self._read_machine_memory(),)
+        return self._machine_memory[0]
 
     def _read_machine_memory(self) -> dict[str, int] | None:
         text = read_text(f"{self.proc}/meminfo")

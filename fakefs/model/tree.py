@@ -199,6 +199,9 @@ class CgroupModel:
         self.processes: ProcessTable = processes if processes is not None else StaticProcessTable()
         self._serials = itertools.count(1)
         self.generation = 0
+        # One more for every process event (fork, exit) of the machine,
+        # placed or not: the root's membership follows them too.
+        self.process_events = 0
         # Where live statistics come from (model/usage.py; the daemon gives
         # host.stats.LiveStats): None serves only what was written.
         self.stats = stats
@@ -209,6 +212,10 @@ class CgroupModel:
         # Called with the tids each attach placed (host/forkwatch.py notes
         # who they are while they surely exist).
         self.on_attach = None
+        # Called before a live file (membership, statistics) is rendered:
+        # applies the process events already queued (host/forkwatch.py), so
+        # that a fork or exit that returned before the read shows in it.
+        self.refresh = None
         # Called after every change (a write, mkdir, rmdir, move): whatever
         # mirrors the model's values elsewhere (the /proc view copies).
         self.on_change: list = []
@@ -232,10 +239,12 @@ class CgroupModel:
 
     def forked(self, parent_tid: int, child_tid: int) -> None:
         """Process events (host/forkwatch.py): fork inherits membership."""
+        self.process_events += 1
         if [m.hierarchy.forked(parent_tid, child_tid) for m in self.mounts].count(True):
             self.changed()
 
     def exited(self, tid: int) -> None:
+        self.process_events += 1
         if [m.hierarchy.exited(tid) for m in self.mounts].count(True):
             self.changed()
 

@@ -105,6 +105,11 @@ class StatsSource(Protocol):
         """A monotonic clock (the time the returned figures are as of)."""
         ...
 
+    def epoch(self) -> object:
+        """A value that stays the same for as long as every figure does (a
+        cache window); None where figures may change at any moment."""
+        ...
+
     def threads(self, tids: Iterable[int]) -> Mapping[int, ThreadCpu]:
         """Figures of those of ``tids`` that are alive."""
         ...
@@ -125,6 +130,9 @@ class NullStats:
     """No live figures: only what was stored or charged explicitly shows."""
 
     def now_ns(self) -> int:
+        return 0
+
+    def epoch(self) -> object:
         return 0
 
     def threads(self, tids: Iterable[int]) -> Mapping[int, ThreadCpu]:
@@ -154,6 +162,9 @@ class FixedStats:
     def now_ns(self) -> int:
         return self.now
 
+    def epoch(self) -> object:
+        return None  # tests change the figures in place
+
     def threads(self, tids: Iterable[int]) -> Mapping[int, ThreadCpu]:
         self.calls += 1
         return {t: self.thread_figures[t] for t in tids if t in self.thread_figures}
@@ -179,14 +190,20 @@ class BandwidthStat:
     throttled_ns: int = 0
     pending_ns: int = 0  # elapsed time not yet cut into periods
     pending_runtime_ns: int = 0
+    accounted_ns: int = 0  # the sync the elapsed time is counted up to
 
 
 @dataclass
 class HierarchyUsage:
     synced_ns: int | None = None
+    # What the last sync was as of: (model generation, process events,
+    # source epoch); a sync with the same has nothing to do.
+    synced_at: tuple | None = None
     threads: dict[int, ThreadCpu] = field(default_factory=dict)  # as of the last sync
     faults: dict[int, tuple[int, int]] = field(default_factory=dict)  # tgid -> (minflt, majflt)
     bandwidth: dict[int, BandwidthStat] = field(default_factory=dict)  # by cgroup serial
+    # Groups whose runtime is not yet cut into periods (visited every sync).
+    bandwidth_pending: dict[int, "Cgroup"] = field(default_factory=dict)
 
 
 _USAGE: "weakref.WeakKeyDictionary[Hierarchy, HierarchyUsage]" = weakref.WeakKeyDictionary()
@@ -221,6 +238,11 @@ def sync(h: "Hierarchy", moving: Iterable[int] = ()) -> None:
     if source is None:
         return
     u = usage_of(h)
+    epoch = source.epoch()
+    at = None if epoch is None else (h.model.generation, h.model.process_events, epoch)
+    if at is not None and at == u.synced_at and not moving:
+        return  # nothing changed since the last sync: the same figures
+    u.synced_at = at
     names = {c.name for c in h.controllers}
     members = {t: cg for t, cg in list(h.placed.items()) if not cg.removed}
     if names & {"cpu", "cpuacct"}:
@@ -228,11 +250,6 @@ def sync(h: "Hierarchy", moving: Iterable[int] = ()) -> None:
         _account_cpu(h, u, source, members, source.threads(tids), source.now_ns())
     for controller in h.controllers:
         controller.account_live(h, source, members)
-
-
-def _cgroups(h: "Hierarchy"):
-    yield h.root
-    yield from h.root.descendants()
 
 
 def live_task_count(cg: "Cgroup") -> int | None:
@@ -254,6 +271,7 @@ def _account_cpu(h, u: HierarchyUsage, source: StatsSource, members: dict, now: 
     cpuacct = h.controller("cpuacct")
     ncpu = h.model.host.nr_cpu_ids
     runtime_by_group: dict[int, int] = {}
+    ran: dict[int, "Cgroup"] = {}
     for tid, cur in now.items():
         prev = u.threads.get(tid)
         if prev is None or prev.tgid != cur.tgid or cur.runtime_ns < prev.runtime_ns \
@@ -274,6 +292,7 @@ def _account_cpu(h, u: HierarchyUsage, source: StatsSource, members: dict, now: 
         node = cg
         while node is not None:
             runtime_by_group[node.serial] = runtime_by_group.get(node.serial, 0) + d_run
+            ran[node.serial] = node
             node = node.parent
     # Threads not seen now have exited: what they used until the last sync
     # is charged already and stays.
@@ -288,9 +307,11 @@ def _account_cpu(h, u: HierarchyUsage, source: StatsSource, members: dict, now: 
                     # a moment later may (by a /proc/stat rounding).
                     t.usage = max(t.usage, machine.runtime_ns(cpu))
     if h.controller("cpu") is not None:
-        elapsed = 0 if u.synced_ns is None else max(0, now_ns - u.synced_ns)
-        for cg in _cgroups(h):
-            _account_bandwidth(h, u, cg, elapsed, runtime_by_group.get(cg.serial, 0))
+        # Only groups that ran, or have runtime waiting for a whole period:
+        # a group's idle time counts nothing, and is caught up when it next
+        # runs (the same counts as visiting it at every sync).
+        for serial, cg in {**u.bandwidth_pending, **ran}.items():
+            _account_bandwidth(h, u, cg, now_ns, runtime_by_group.get(serial, 0))
     u.synced_ns = now_ns
 
 
@@ -298,7 +319,7 @@ def _ceil_div(a: int, b: int) -> int:
     return -(-a // b)
 
 
-def _account_bandwidth(h, u: HierarchyUsage, cg, elapsed_ns: int, runtime_ns: int) -> None:
+def _account_bandwidth(h, u: HierarchyUsage, cg, now_ns: int, runtime_ns: int) -> None:
     """cpu.stat for a group with a CFS quota, from the CPU time its subtree
     used. The bandwidth timer counts a period when the group ran in it
     (nr_periods) and a throttle when the group ran out of quota in it.
@@ -309,20 +330,33 @@ def _account_bandwidth(h, u: HierarchyUsage, cg, elapsed_ns: int, runtime_ns: in
     min(P, ceil(excess / quota)) throttled periods. A group without a quota
     counts nothing (the kernel's cfs_bandwidth timer is idle)."""
     st = h.controller("cpu").state(cg)
-    if st.quota_us < 0:
+    if st.quota_us < 0 or cg.removed:
         u.bandwidth.pop(cg.serial, None)
+        u.bandwidth_pending.pop(cg.serial, None)
         return
-    bw = u.bandwidth.setdefault(cg.serial, BandwidthStat())
-    bw.pending_ns += elapsed_ns
-    bw.pending_runtime_ns += runtime_ns
     period = st.period_us * NSEC_PER_USEC
     quota = st.quota_us * NSEC_PER_USEC
+    bw = u.bandwidth.get(cg.serial)
+    if bw is None:
+        # Its clock starts with the interval in which it first ran.
+        bw = u.bandwidth[cg.serial] = BandwidthStat(accounted_ns=u.synced_ns if u.synced_ns is not None else now_ns)
+    # Syncs it was not visited at (idle, nothing pending): whole periods
+    # passed count nothing, so only the time into the current one remains.
+    previous = u.synced_ns if u.synced_ns is not None else now_ns
+    if bw.accounted_ns < previous:
+        bw.pending_ns = (bw.pending_ns + previous - bw.accounted_ns) % period
+    bw.pending_ns += max(0, now_ns - max(previous, bw.accounted_ns))
+    bw.accounted_ns = now_ns
+    bw.pending_runtime_ns += runtime_ns
     periods = bw.pending_ns // period
     if periods == 0:
+        if bw.pending_runtime_ns:
+            u.bandwidth_pending[cg.serial] = cg
         return
     run = bw.pending_runtime_ns
     bw.pending_ns -= periods * period
     bw.pending_runtime_ns = 0
+    u.bandwidth_pending.pop(cg.serial, None)
     if run == 0:
         return
     bw.nr_periods += min(periods, _ceil_div(run, quota))
@@ -333,4 +367,6 @@ def _account_bandwidth(h, u: HierarchyUsage, cg, elapsed_ns: int, runtime_ns: in
 
 
 def bandwidth_stat(cg) -> BandwidthStat:
+    if cg.hierarchy.controller("cpu").state(cg).quota_us < 0:
+        return BandwidthStat()
     return usage_of(cg.hierarchy).bandwidth.get(cg.serial) or BandwidthStat()

@@ -28,11 +28,13 @@ from fakefs.host.stats import LiveStats
 from fakefs.model.errors import KernelError
 from fakefs.model.subtree import seed_names, seed_top
 from fakefs.model.tree import DEFAULT_HIERARCHIES, CgroupModel
-from fakefs.runtime import overlaystate, registry, rundir, statefile
+from fakefs.runtime import registry, rundir, statefile
 from fakefs.vfs.cgroupfs import CgroupFsRoot
 from fakefs.vfs.nodes import Node
-from fakefs.vfs.overlayfs import build_overlay_root
-from fakefs.vfs.procviews import CgroupRootWithViews, build_views
+
+# The overlay (/proc/sys) and /proc views trees are imported where they are
+# built: a cgroup mount, the common case, does without them and is ready
+# that much sooner (`fakefs mount` to first read, make bench).
 
 
 @dataclass
@@ -90,6 +92,9 @@ def build_tree(request: MountRequest) -> Tree:
     if not shares_init_namespace() or request.tree == "procviews" or "procviews" in _spec(request):
         open_private_handles()
     if request.tree == "overlay":
+        from fakefs.runtime import overlaystate
+        from fakefs.vfs.overlayfs import build_overlay_root
+
         try:
             with open(request.extra["spec"]) as f:
                 root = build_overlay_root(json.load(f))
@@ -130,6 +135,8 @@ def build_tree(request: MountRequest) -> Tree:
     root = CgroupFsRoot(model, tuple(request.extra.get("authentic", {})))
     tasks = [lambda: watch_forks(model, runtimes), store.keep_saved]
     if "procviews" in _spec(request):
+        from fakefs.vfs.procviews import CgroupRootWithViews
+
         views = _views(request, model)
         return Tree(CgroupRootWithViews(root, views), [*tasks, *views.background_tasks])
     return Tree(root, tasks)
@@ -151,6 +158,8 @@ def _spec(request: MountRequest) -> dict:
 def _views(request: MountRequest, model=None):
     """The /proc views a spec asks for (vfs/procviews.py), reading the
     limits of ``model``'s fake cgroups where it has the controller."""
+    from fakefs.vfs.procviews import build_views
+
     try:
         return build_views(_spec(request).get("procviews") or {}, model)
     except (OSError, ValueError) as exc:

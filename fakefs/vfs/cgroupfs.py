@@ -19,6 +19,9 @@ from fakefs.vfs.nodes import Attr, Node
 # through the filesystem's own operations, so the kernel may keep entries;
 # directories, links and control files that are not ``live`` change only by
 # a write/mkdir/rmdir/rename/chmod here, so their attributes may be kept too.
+# A cgroup's files are one change scope: a write to one of them may change
+# any file of that cgroup and of its descendants (cpuset's effective masks,
+# devices' propagated exceptions), never of another cgroup.
 
 # kernfs' limits on user.* attributes per node (KERNFS_MAX_USER_XATTRS,
 # KERNFS_USER_XATTR_SIZE_LIMIT; measured: the 129th, or a value past 128 KiB
@@ -32,6 +35,10 @@ class CgroupFsRoot(Node):
     volatile = False
     entry_stable = True
     is_dir = True
+    file_type = stat.S_IFDIR
+    # Every file is the same for every reader, and opening one checks only
+    # its mode bits.
+    serves_without_open = True
 
     def __init__(self, model: CgroupModel, mount_points: tuple[str, ...] = ()):
         self.model = model
@@ -100,6 +107,7 @@ class AliasLink(Node):
     volatile = False
     entry_stable = True
     is_dir = False
+    file_type = stat.S_IFLNK
 
     def __init__(self, name: str, target: str, mtime_ns: int):
         self.key = ("alias", name)
@@ -119,6 +127,7 @@ class CgroupDir(Node):
     user_xattr_limits = KERNFS_USER_XATTR_LIMITS
     # Known from the class: Node.is_dir would stat (a file's stat renders it).
     is_dir = True
+    file_type = stat.S_IFDIR
 
     def __init__(self, cgroup: Cgroup, mtime_ns: int):
         self.cgroup = cgroup
@@ -128,6 +137,10 @@ class CgroupDir(Node):
     @property
     def hierarchy(self) -> Hierarchy:
         return self.cgroup.hierarchy
+
+    @property
+    def gone(self) -> bool:
+        return self.cgroup.removed
 
     def _alive(self) -> Cgroup:
         cg = self.cgroup
@@ -213,6 +226,7 @@ class ControlNode(Node):
     entry_stable = True
     user_xattr_limits = KERNFS_USER_XATTR_LIMITS
     is_dir = False
+    file_type = stat.S_IFREG
 
     def __init__(self, cgroup: Cgroup, name: str, mtime_ns: int):
         self.cgroup = cgroup
@@ -221,11 +235,25 @@ class ControlNode(Node):
         self.mtime_ns = mtime_ns
 
     @property
+    def gone(self) -> bool:
+        # (without rendering the file, as attr() would)
+        return self.cgroup.removed or self.name not in self.cgroup.hierarchy.files(self.cgroup)
+
+    @property
+    def scope(self):
+        return ("cgroup", self.cgroup.serial)
+
+    def affected_scopes(self):
+        cg = self.cgroup
+        yield ("cgroup", cg.serial)
+        for d in cg.descendants():
+            yield ("cgroup", d.serial)
+
+    @property
     def volatile(self) -> bool:  # type: ignore[override]
         """Live files (processes, time) change without any operation here."""
-        cg = self.cgroup
-        spec = cg.hierarchy.files(cg).get(self.name)
-        return spec is None or spec.live or cg.removed
+        spec = self.cgroup.hierarchy.files(self.cgroup).get(self.name)
+        return spec is None or spec.live or self.cgroup.removed
 
     def _spec(self):
         cg = self.cgroup
@@ -237,21 +265,45 @@ class ControlNode(Node):
         return spec
 
     def attr(self) -> Attr:
+        return self.snapshot(WriteContext())[0]
+
+    def snapshot(self, ctx: WriteContext) -> tuple[Attr, bytes | KernelError]:
         spec = self._spec()
         a = self.cgroup.attrs.get(self.name)
         mode = a.mode if a is not None and a.mode is not None else spec.mode
-        size = 0
-        if spec.read is not None:
-            try:
-                size = len(self.render())
-            except KernelError:
-                size = 0
+        content: bytes | KernelError
+        try:
+            content = self._render(spec)
+        except KernelError as exc:
+            content = exc
+        size = len(content) if isinstance(content, bytes) else 0
         return _with_times(Attr(stat.S_IFREG | mode, uid=a.uid if a else 0, gid=a.gid if a else 0,
-                                size=size, mtime_ns=self.mtime_ns), a)
+                                size=size, mtime_ns=self.mtime_ns), a), content
 
     def render(self) -> bytes:
-        spec = self._spec()
+        return self._render(self._spec())
+
+    def _render(self, spec) -> bytes:
+        if spec.live:
+            # Processes that forked or exited just now are placed (or gone)
+            # before a membership or statistics file is rendered.
+            refresh = self.cgroup.hierarchy.model.refresh
+            if refresh is not None:
+                refresh()
         return spec.render(self.cgroup).encode("latin-1")
+
+    def render_key(self):
+        """A live file renders the same while the model, the machine's
+        processes (events from the fork watcher; without it, every read
+        renders anew) and the statistics window stay the same."""
+        model = self.cgroup.hierarchy.model
+        if model.refresh is None:
+            return None
+        model.refresh()
+        epoch = model.stats.epoch() if model.stats is not None else 0
+        if epoch is None:
+            return None
+        return model.generation, model.process_events, epoch
 
     def write(self, data: bytes, ctx: WriteContext) -> int:
         if self.cgroup.removed:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import errno
 import stat
 from dataclasses import dataclass
-from typing import Hashable
+from typing import Hashable, Iterable
 
 from fakefs.model.cftype import WriteContext
 from fakefs.model.errors import KernelError
@@ -45,6 +45,37 @@ class Node:
     def attr_for(self, ctx: WriteContext) -> Attr:
         """The attributes as the caller ``ctx`` sees them (see render_for)."""
         return self.attr()
+
+    def snapshot(self, ctx: WriteContext) -> tuple[Attr, bytes | KernelError]:
+        """A file's attributes and its content (or the error reading it
+        gives) as ``ctx`` sees them now, from one rendering where a node
+        can (its size is the length of its content)."""
+        try:
+            content: bytes | KernelError = self.render_for(ctx)
+        except KernelError as exc:
+            content = exc
+        return self.attr_for(ctx), content
+
+    @property
+    def gone(self) -> bool:
+        """Removed (its object no longer exists): the inode may be dropped
+        once the kernel forgets it."""
+        try:
+            self.attr()
+        except KernelError:
+            return True
+        return False
+
+    def render_key(self) -> Hashable | None:
+        """For a volatile file: a value that stays the same for as long as
+        its rendering does (the operations layer renders it once per value);
+        None: render it every time."""
+        return None
+
+    @property
+    def file_type(self) -> int:
+        """S_IFDIR, S_IFREG, S_IFLNK, ... (a listing needs no more)."""
+        return stat.S_IFMT(self.attr().mode)
 
     # Directories -------------------------------------------------------
     def lookup(self, name: str) -> "Node":
@@ -119,5 +150,22 @@ class Node:
     def is_dir(self) -> bool:
         return stat.S_ISDIR(self.attr().mode)
 
-    # Volatile content must never be cached by the kernel page cache.
+    # Volatile content changes without any operation of the filesystem (live
+    # figures, per-reader renderings, real files underneath): the kernel may
+    # keep its attributes for no time at all.
     volatile: bool = True
+
+    # Caching by change scopes (fakefs.vfs.ops): a change made through a
+    # node (a write to it, mkdir/rmdir/rename in it) may change the content
+    # of the files in ``affected_scopes()``; each file belongs to ``scope``.
+    @property
+    def scope(self) -> Hashable:
+        return self.key
+
+    def affected_scopes(self) -> Iterable[Hashable]:
+        return (self.scope,)
+
+    # Set on the root of a tree that may be served without FUSE OPEN (the
+    # kernel then keeps every file's pages, fakefs.vfs.ops): no node checks
+    # an open beyond the mode bits (check_open) or renders per reader.
+    serves_without_open: bool = False

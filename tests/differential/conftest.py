@@ -25,6 +25,13 @@ def diff_mount():
         yield path
 
 
+@pytest.fixture(scope="session")
+def diff_mount_raw():
+    """The same served by fuse-raw, for the "mount-raw" candidate."""
+    with machine_layout_mount("fuse-raw") as path:
+        yield path
+
+
 @pytest.fixture(params=CANDIDATES, ids=lambda f: f.id)
 def candidate_factory(request):
     return request.param
@@ -38,8 +45,9 @@ def pair(controller, candidate_factory, request):
     require(ok, why)
     kernel = KernelSurface(controller)
     try:
-        if candidate_factory.id == "mount":
-            candidate = PathSurface(request.getfixturevalue("diff_mount"), controller, label="mount")
+        if candidate_factory.id in ("mount", "mount-raw"):
+            fixture = "diff_mount" if candidate_factory.id == "mount" else "diff_mount_raw"
+            candidate = PathSurface(request.getfixturevalue(fixture), controller, label=candidate_factory.id)
         else:
             candidate = candidate_factory.make(controller)
     except BaseException:

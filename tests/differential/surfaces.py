@@ -544,11 +544,15 @@ class SurfaceFactory:
 
 
 # Each candidate is compared with the real kernel: the model directly, and
-# a FUSE mount of fakefs (conftest.diff_mount, PathSurface over it).
-# "mount" is a real FUSE mount of fakefs laid out like this machine; the
-# conftest mounts it once per session (or uses $FAKEFS_DIFF_MOUNT).
+# FUSE mounts of fakefs (conftest.diff_mount, PathSurface over them).
+# "mount" is a real FUSE mount of fakefs laid out like this machine (the
+# default backend); "mount-raw" the same served by fuse-raw, which on this
+# kernel leaves OPEN out and lets the kernel keep every file's pages. The
+# conftest mounts each once per session (or uses $FAKEFS_DIFF_MOUNT for
+# "mount").
 CANDIDATES: list[SurfaceFactory] = [SurfaceFactory("model", ModelSurface),
-                                    SurfaceFactory("mount", lambda c: None)]
+                                    SurfaceFactory("mount", lambda c: None),
+                                    SurfaceFactory("mount-raw", lambda c: None)]
 
 
 @contextmanager

@@ -264,9 +264,9 @@ def test_read_only_files_refuse_writes(h, cg, name):
 
 def test_numa_stat_counts_lru_pages(h, cg):
     """Source: memcg_numa_stat_show prints pages; hierarchical_* adds the subtree."""
-    memory.MEMORY.state(cg).stats.update(active_anon=8192, inactive_file=4096)
+    memory.record_stats(cg, active_anon=8192, inactive_file=4096)
     child = h.mkdir(cg, "g")
-    memory.MEMORY.state(child).stats.update(unevictable=4096)
+    memory.record_stats(child, unevictable=4096)
     text = h.read_file(cg, "memory.numa_stat")
     assert text.splitlines() == [
         "total=3 N0=3", "file=1 N0=1", "anon=2 N0=2", "unevictable=0 N0=0",
@@ -282,7 +282,7 @@ def test_numa_stat_lists_every_memory_node():
 
 def test_stat_total_adds_descendants(h, cg):
     child = h.mkdir(cg, "g")
-    memory.MEMORY.state(child).stats["cache"] = 8192
+    memory.record_stats(child, cache=8192)
     stat = h.read_file(cg, "memory.stat")
     assert "\ncache 0\n" in "\n" + stat and "total_cache 8192\n" in stat
 

@@ -109,6 +109,7 @@ FUSE_NO_OPENDIR_SUPPORT = 1 << 24
 FUSE_EXPLICIT_INVAL_DATA = 1 << 25
 FUSE_MAP_ALIGNMENT = 1 << 26
 FUSE_SUBMOUNTS = 1 << 27
+FUSE_HANDLE_KILLPRIV_V2 = 1 << 28
 
 # fuse_init_out sizes older kernels expect (a longer reply is EINVAL there).
 FUSE_COMPAT_INIT_OUT_SIZE = 8  # minor < 5
@@ -154,6 +155,8 @@ class Layout:
         self.struct = struct.Struct("=" + "".join(fmt for _, fmt in fields))
         self.size = self.struct.size
         self.tuple = namedtuple(name, self.fields)
+        self._index = {f: i for i, f in enumerate(self.fields)}
+        self._zeros = [0] * len(self.fields)
 
     def unpack(self, buf: bytes | memoryview, offset: int = 0):
         if len(buf) - offset < self.size:
@@ -161,10 +164,15 @@ class Layout:
         return self.tuple._make(self.struct.unpack_from(buf, offset))
 
     def pack(self, **values) -> bytes:
-        unknown = set(values) - set(self.fields)
-        if unknown:
-            raise TypeError(f"{self.name} has no field(s) {sorted(unknown)}")
-        return self.struct.pack(*(values.get(f, 0) for f in self.fields))
+        # Every reply goes through here: fields by index, zeros for the rest.
+        args = self._zeros.copy()
+        try:
+            for field, value in values.items():
+                args[self._index[field]] = value
+        except KeyError:
+            unknown = sorted(set(values) - set(self.fields))
+            raise TypeError(f"{self.name} has no field(s) {unknown}") from None
+        return self.struct.pack(*args)
 
 
 def _layout(name: str, *fields: str) -> Layout:
@@ -259,9 +267,17 @@ def pack_dirent(ino: int, off: int, dtype: int, name: bytes) -> bytes:
     return raw + b"\0" * (dirent_size(len(name)) - len(raw))
 
 
-# fuse_notify_code: the kernel queues again every request read but not
-# answered (fuse_resend).
+# fuse_notify_code (sent as the error of a reply with unique 0).
+# INVAL_INODE: forget an inode's attributes (off < 0) or also its pages.
+NOTIFY_INVAL_INODE = 2
+# RESEND: the kernel queues again every request read but not answered
+# (fuse_resend).
 NOTIFY_RESEND = 7
+NOTIFY_INVAL_INODE_OUT = _layout("fuse_notify_inval_inode_out", "u64 ino", "s64 off", "s64 len")
+
+
+def notification(code: int, payload: bytes) -> bytes:
+    return OUT_HEADER.pack(len=OUT_HEADER.size + len(payload), error=code, unique=0) + payload
 
 
 def reply(unique: int, error: int = 0, payload: bytes = b"") -> bytes:

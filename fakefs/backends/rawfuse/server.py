@@ -41,16 +41,28 @@ from fakefs.backends.rawfuse.protocol import Malformed, Opcode
 # What the kernel may cache, from FsOps.cache_hints (as in the pyfuse3
 # adapter): names that change only through this filesystem's own mkdir/
 # rmdir/rename, which the kernel sees and applies to its cache itself, and
-# the attributes of such directories and symlinks. Regular files' attributes
-# are never cached: their size follows their content, and this transport
-# sends no invalidations (gVisor has none), so every stat asks.
+# the attributes of such directories and symlinks; those of regular files
+# only where the kernel takes invalidations (the page cache mode below).
 STABLE_TIMEOUT = 3600
 # Largest WRITE we accept in one request (and so the read buffer size).
 MAX_WRITE = 128 * 1024
-# INIT flags we take when the kernel offers them. Nothing else: no
-# READDIRPLUS (gVisor never offers it and READDIR suffices), no writeback
-# or page cache features (every read must reach the model).
+# INIT flags we take when the kernel offers them. No READDIRPLUS (gVisor
+# never offers it and READDIR suffices), no writeback cache.
 WANTED_INIT_FLAGS = P.FUSE_BIG_WRITES | P.FUSE_MAX_PAGES
+# The page cache mode (FsOps.page_cache = "all"), taken where the kernel
+# offers both and the tree may be served without OPEN: OPEN is answered
+# ENOSYS once, and the kernel then sends no OPEN or RELEASE for any file of
+# the connection and keeps every file's pages (FUSE_NO_OPEN_SUPPORT);
+# FUSE_AUTO_INVAL_DATA makes it drop them when a file's mtime or size moves
+# (fakefs.vfs.ops); the attributes it keeps are invalidated with
+# FUSE_NOTIFY_INVAL_INODE. gVisor offers neither: there every open and read
+# reaches the server, with direct I/O, as before.
+PAGE_CACHE_INIT_FLAGS = P.FUSE_NO_OPEN_SUPPORT | P.FUSE_AUTO_INVAL_DATA
+# Taken with it where offered: the server "kills" set-id bits and file
+# capabilities on a write itself. kernfs kills nothing on a write, and
+# neither does fakefs; without it the kernel asks GETXATTR
+# security.capability before every write to check.
+KILLPRIV_INIT_FLAG = P.FUSE_HANDLE_KILLPRIV_V2
 
 
 class InitFailed(Exception):
@@ -89,7 +101,7 @@ class _DirHandle:
 
     def __init__(self, inode: int):
         self.inode = inode
-        self.listing: list[tuple[str, int, Attr]] | None = None
+        self.listing: list[tuple[str, int, int]] | None = None
 
 
 def _ctx(hdr) -> WriteContext:
@@ -126,6 +138,10 @@ class FuseSession:
         self.first_unique: int | None = None
         # An fd of inodelog.py's log, when a supervisor may restart us.
         self.path_log: int | None = None
+        # The page cache mode (PAGE_CACHE_INIT_FLAGS), and the notifications
+        # to write before the reply of the request being handled.
+        self.page_cache = False
+        self.notices: list[bytes] = []
         self._dirs: dict[int, _DirHandle] = {}
         self._next_dir_fh = itertools.count(1)
         # Read-only file handles -> what this session has of their snapshot.
@@ -210,6 +226,8 @@ class FuseSession:
         EBADF, never another file's handle."""
         self.proto_minor, self.init_flags, self.initialized = minor, flags, True
         self.adopted = True
+        if flags & P.FUSE_AUTO_INVAL_DATA:
+            self._use_page_cache()
         base = (generation << 40) + 1
         self._next_dir_fh = itertools.count(base)
         self.ops._next_fh = itertools.count(base)
@@ -247,8 +265,24 @@ class FuseSession:
 
     def _timeouts(self, inode: int, a: Attr) -> tuple[int, int]:
         entry_stable, attr_stable = self.ops.cache_hints(inode)
-        return (STABLE_TIMEOUT if entry_stable else 0,
-                STABLE_TIMEOUT if attr_stable and not stat.S_ISREG(a.mode) else 0)
+        return STABLE_TIMEOUT if entry_stable else 0, STABLE_TIMEOUT if attr_stable else 0
+
+    # -- the page cache mode -------------------------------------------------------------
+    def _use_page_cache(self) -> None:
+        self.page_cache = True
+        self.ops.page_cache = "all"
+        self.ops.invalidate = self.invalidate_attrs
+
+    def invalidate_attrs(self, inodes) -> None:
+        """FsOps.invalidate: attributes only (off -1), which the kernel
+        applies without waiting for any page lock, so it is written before
+        the reply of the request that changed something."""
+        self.notices.extend(P.notification(P.NOTIFY_INVAL_INODE, P.NOTIFY_INVAL_INODE_OUT.pack(ino=ino, off=-1))
+                            for ino in inodes)
+
+    def take_notices(self) -> list[bytes]:
+        notices, self.notices = self.notices, []
+        return notices
 
     def _entry(self, inode: int, a: Attr) -> bytes:
         entry_valid, attr_valid = self._timeouts(inode, a)
@@ -271,6 +305,8 @@ class FuseSession:
             self.init_error = f"kernel FUSE protocol {init.major}.{init.minor} is older than 7.{P.MIN_MINOR}"
             raise KernelError(errno.EPROTO, self.init_error)
         flags = init.flags & WANTED_INIT_FLAGS
+        if init.flags & PAGE_CACHE_INIT_FLAGS == PAGE_CACHE_INIT_FLAGS and self.ops.root.serves_without_open:
+            flags |= P.FUSE_AUTO_INVAL_DATA | (init.flags & KILLPRIV_INIT_FLAG)
         out = P.INIT_OUT.pack(
             major=P.FUSE_KERNEL_VERSION, minor=minor, max_readahead=init.max_readahead, flags=flags,
             max_write=self.max_write, time_gran=1,
@@ -280,6 +316,8 @@ class FuseSession:
         elif minor < 23:
             out = out[:P.FUSE_COMPAT_22_INIT_OUT_SIZE]
         self.proto_minor, self.init_flags, self.initialized = minor, flags, True
+        if flags & P.FUSE_AUTO_INVAL_DATA:
+            self._use_page_cache()
         return out
 
     def _destroy(self, hdr, body):
@@ -436,6 +474,10 @@ class FuseSession:
     # -- files ----------------------------------------------------------------------------
     def _open(self, hdr, body):
         flags = P.OPEN_IN.unpack(body).flags
+        if self.page_cache:
+            # Once: the kernel then opens every file without asking (and
+            # without RELEASE), having checked the mode bits itself.
+            raise KernelError(errno.ENOSYS)
         fh = self.ops.open(hdr.nodeid, flags, _ctx(hdr))
         if flags & os.O_ACCMODE == os.O_RDONLY:
             try:
@@ -447,6 +489,8 @@ class FuseSession:
 
     def _read(self, hdr, body):
         r = P.READ_IN.unpack(body)
+        if self.page_cache:
+            return self.ops.read_shown(hdr.nodeid, r.offset, r.size, _ctx(hdr))
         view = self._views.get(r.fh)
         if view is None:
             return self.ops.read(r.fh, r.offset, r.size)
@@ -462,11 +506,18 @@ class FuseSession:
         data = bytes(body[P.WRITE_IN.size:P.WRITE_IN.size + w.size])
         if len(data) != w.size:
             raise Malformed(f"WRITE of {w.size} bytes carries {len(data)}")
-        written = self.ops.write(w.fh, w.offset, data, _ctx(hdr))
+        if self.page_cache:
+            written = self.ops.write_inode(hdr.nodeid, w.offset, data, _ctx(hdr))
+        else:
+            written = self.ops.write(w.fh, w.offset, data, _ctx(hdr))
         return P.WRITE_OUT.pack(size=written)
 
     def _flush(self, hdr, body):
         P.FLUSH_IN.unpack(body)
+        if self.page_cache:
+            # Once: the kernel then sends no FLUSH on close (each write is
+            # complete when its reply is sent).
+            raise KernelError(errno.ENOSYS)
         return b""
 
     def _release(self, hdr, body):
@@ -491,19 +542,19 @@ class FuseSession:
         if r.offset == 0 or handle.listing is None:
             # One listing per pass through the directory (rewind refreshes it),
             # so offsets keep meaning the same entries across READDIRs.
-            handle.listing = self.ops.readdir(handle.inode)
+            handle.listing = self.ops.listdir(handle.inode)
         # Entry i is given d_off 2*(i+1) and offset o resumes at entry o//2:
         # Linux resumes at the d_off of the last entry it consumed, gVisor at
         # that d_off + 1 (its IterDirents adds one); both land on entry i+1.
         out = []
         used = 0
         for index in range(r.offset // 2, len(handle.listing)):
-            name, inode, a = handle.listing[index]
+            name, inode, file_type = handle.listing[index]
             raw = os.fsencode(name)
             size = P.dirent_size(len(raw))
             if used + size > r.size:
                 break
-            out.append(P.pack_dirent(inode, 2 * (index + 1), stat.S_IFMT(a.mode) >> 12, raw))
+            out.append(P.pack_dirent(inode, 2 * (index + 1), file_type >> 12, raw))
             used += size
         return b"".join(out)
 
@@ -574,6 +625,13 @@ def _write_reply(session: FuseSession, fd: int, data: bytes) -> None:
             session.log(f"reply refused by the kernel: {exc.strerror}")
 
 
+def _write_notice(fd: int, notice: bytes) -> None:
+    try:
+        os.write(fd, notice)
+    except OSError:
+        pass  # ENOENT: the kernel no longer knows the inode: nothing to forget
+
+
 def _resend_lost_requests(session: FuseSession, fd: int) -> None:
     """Requests the dead server had read but not answered: the kernel queues
     them again on FUSE_NOTIFY_RESEND (Linux 6.9), so their callers get an
@@ -628,6 +686,8 @@ async def serve_fd(session: FuseSession, fd: int) -> None:
             # Before the reply hands the node ids to the kernel (inodelog.py).
             inodelog.append(session.path_log, events)
             events.clear()
+        for notice in session.take_notices():
+            _write_notice(fd, notice)
         if reply is not None:
             _write_reply(session, fd, reply)
         # Let signals and cancellation in between requests under load.
@@ -648,8 +708,17 @@ def serve(session: Session) -> None:
     if held is not None:
         fd = held["fd"]
         fuse.adopt(held["minor"], held["flags"], held["generation"])
-        restored = fuse.ops.restore_inodes(inodelog.replay(log_path))
+        paths = inodelog.replay(log_path)
+        restored = fuse.ops.restore_inodes(paths)
         fuse.log(f"continuing the connection of a crashed server ({restored} inodes restored)")
+        if fuse.page_cache:
+            # What the kernel keeps came from the dead server, and the state
+            # restored may differ from what it was told (a change journaled
+            # but not yet invalidated): it forgets every inode's attributes,
+            # and with them, at the next look, the pages (new mtimes).
+            fuse.invalidate_attrs(paths)
+            for notice in fuse.take_notices():
+                _write_notice(fd, notice)
         _resend_lost_requests(fuse, fd)
     else:
         fd = session.mount_fuse()

@@ -42,8 +42,10 @@ upstream file (a vendor patch), so the model leaves it out.
 from __future__ import annotations
 
 import errno
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from fakefs.model.cftype import ControlFile, Controller, WriteContext
 from fakefs.model.errors import KernelError, einval
@@ -161,17 +163,93 @@ def _page_size(cg) -> int:
     return cg.hierarchy.model.host.page_size
 
 
-def _subtree(cg):
-    yield cg
-    yield from cg.descendants()
+# -- hierarchical sums ----------------------------------------------------------
+# The kernel's page counters and memcg statistics are hierarchical: a charge
+# goes to every ancestor. Here each cgroup holds its own figures (charged
+# pages, stored statistics, its members' live figures), and the sums over a
+# subtree are added up from the few cgroups that hold any ("holders"), up
+# their ancestors, once per change of the model or of any figure: so a read
+# costs the same in a tree of ten cgroups as in one of ten thousand.
+KINDS = ("memory", "swap", "kmem", "tcp")
+COUNTER_KINDS = {MEM: ("memory",), MEMSW: ("memory", "swap"), KMEM: ("kmem",), TCP: ("tcp",)}
+
+
+@dataclass
+class _Figures:
+    holders: dict[int, Any] = field(default_factory=dict)  # serial -> cgroup
+    scanned: bool = False
+    version: int = 0  # one more at every change of a cgroup's own figures
+    sums_at: tuple | None = None
+    pages: dict[int, dict[str, int]] = field(default_factory=dict)  # serial -> kind -> pages in its subtree
+    totals: dict[int, dict[str, int]] = field(default_factory=dict)  # serial -> memory.stat key -> subtree sum
+    nodes: dict[int, Any] = field(default_factory=dict)  # serial -> cgroup, for every serial in pages
+
+
+_FIGURES: "weakref.WeakKeyDictionary[Any, _Figures]" = weakref.WeakKeyDictionary()
+
+
+def _figures(h) -> _Figures:
+    f = _FIGURES.get(h)
+    if f is None:
+        f = _FIGURES[h] = _Figures()
+    if not f.scanned:
+        # Once: what a restored state (or a test) put there.
+        f.scanned = True
+        for cg in [h.root, *h.root.descendants()]:
+            if _holds_figures(_st(cg)):
+                f.holders[cg.serial] = cg
+    return f
+
+
+def _holds_figures(st: MemoryState) -> bool:
+    return any(st.charged.values()) or any(st.stats.values()) or any(st.live_pages.values()) \
+        or any(st.live_stats.values())
+
+
+def _own_figures_changed(cg) -> None:
+    """Call after changing ``cg``'s own charged pages, stats or live figures."""
+    f = _figures(cg.hierarchy)
+    f.holders[cg.serial] = cg
+    f.version += 1
+
+
+def _sums(h) -> _Figures:
+    f = _figures(h)
+    at = (h.model.generation, f.version)
+    if f.sums_at == at:
+        return f
+    pages: dict[int, dict[str, int]] = {}
+    totals: dict[int, dict[str, int]] = {}
+    nodes: dict[int, Any] = {}
+    for serial, cg in list(f.holders.items()):
+        st = _st(cg)
+        if cg.removed or not _holds_figures(st):
+            del f.holders[serial]  # a removed cgroup leaves its parent's sums (v1 moves no charge)
+            continue
+        own_pages = {k: st.charged[k] + st.live_pages.get(k, 0) for k in KINDS}
+        own_stats = dict(st.stats)
+        for k, v in st.live_stats.items():
+            own_stats[k] = own_stats.get(k, 0) + v
+        node = cg
+        while node is not None:
+            nodes[node.serial] = node
+            acc = pages.setdefault(node.serial, dict.fromkeys(KINDS, 0))
+            for k, v in own_pages.items():
+                acc[k] += v
+            tacc = totals.setdefault(node.serial, {})
+            for k, v in own_stats.items():
+                tacc[k] = tacc.get(k, 0) + v
+            node = node.parent
+    f.pages, f.totals, f.nodes, f.sums_at = pages, totals, nodes, at
+    return f
 
 
 # -- figures (the plug-in points for live statistics) -------------------------
 def charged_pages(cg, counter: str) -> int:
     """page_counter_read(): pages charged to ``cg`` and its descendants.
     memsw counts memory plus swap (v1 charges both together)."""
-    kinds = {MEM: ("memory",), MEMSW: ("memory", "swap"), KMEM: ("kmem",), TCP: ("tcp",)}[counter]
-    return sum(_st(node).charged[k] + _st(node).live_pages.get(k, 0) for node in _subtree(cg) for k in kinds)
+    pages = _sums(cg.hierarchy).pages.get(cg.serial)
+    return sum(pages[k] for k in COUNTER_KINDS[counter]) if pages else 0
 
 
 def usage_bytes(cg, counter: str) -> int:
@@ -197,7 +275,14 @@ def stat_local(cg, key: str) -> int:
 
 def stat_total(cg, key: str) -> int:
     """The hierarchical (total_*) figure: the subtree's local figures."""
-    return sum(stat_local(node, key) for node in _subtree(cg))
+    return _sums(cg.hierarchy).totals.get(cg.serial, {}).get(key, 0)
+
+
+def record_stats(cg, **values: int) -> None:
+    """Set local memory.stat figures of ``cg`` (in the unit the file
+    prints), for tests and for a statistics source."""
+    _st(cg).stats.update(values)
+    _own_figures_changed(cg)
 
 
 def charge(cg, kind: str, nr_pages: int) -> None:
@@ -216,6 +301,7 @@ def charge(cg, kind: str, nr_pages: int) -> None:
                     raise KernelError(errno.ENOMEM, f"{counter} limit of {node.path}")
     st = _st(cg)
     st.charged[kind] = max(0, st.charged[kind] + nr_pages)
+    _own_figures_changed(cg)
     for node in _subtree_up(cg):
         for counter in affected:
             c = _st(node).counters[counter]
@@ -234,15 +320,19 @@ def set_live(cg, stats: dict[str, int], page_size: int, usage_bytes: int | None 
     st.live_stats = dict(stats)
     used = stats.get("rss", 0) + stats.get("cache", 0) if usage_bytes is None else usage_bytes
     st.live_pages = {"memory": used // page_size, "swap": stats.get("swap", 0) // page_size}
+    _own_figures_changed(cg)
 
 
-def raise_watermarks(top) -> None:
+def raise_watermarks(h) -> None:
     """After a sync: every watermark follows its counter's new usage, as
-    page_counter_charge() raises it while charging."""
-    for node in _subtree(top):
+    page_counter_charge() raises it while charging (only cgroups with a
+    holder below have any usage)."""
+    f = _sums(h)
+    for serial, node in f.nodes.items():
+        pages = f.pages[serial]
         for counter in (MEM, MEMSW):
             c = _st(node).counters[counter]
-            c.watermark = max(c.watermark, charged_pages(node, counter))
+            c.watermark = max(c.watermark, sum(pages[k] for k in COUNTER_KINDS[counter]))
 
 
 # -- limits -------------------------------------------------------------------
@@ -519,32 +609,45 @@ def _account_live(h, source: StatsSource, members: dict) -> None:
             events = MEMORY.state(cg).stats
             events["pgfault"] = events.get("pgfault", 0) + max(0, p.minflt + p.majflt - prev[0] - prev[1])
             events["pgmajfault"] = events.get("pgmajfault", 0) + max(0, p.majflt - prev[1])
+            _own_figures_changed(cg)
         faults[tgid] = (p.minflt, p.majflt)
     u.faults = faults
-    for cg in _subtree(h.root):
-        set_live(cg, local.get(cg.serial, {}), page)
+    # Cgroups that held live figures, or hold them now (the others hold none).
+    f = _figures(h)
+    holding = {cg.serial: cg for cg in leaders.values()}
+    for serial, cg in [*f.holders.items(), *holding.items()]:
+        if not cg.removed and not cg.is_top:
+            set_live(cg, local.get(serial, {}), page)
     if h.root.is_root:
         machine = source.machine_memory()
         if machine is not None:
             _root_from_machine(h, machine, page)
-    raise_watermarks(h.root)
+    elif h.root.serial in holding:
+        set_live(h.root, local.get(h.root.serial, {}), page)
+    raise_watermarks(h)
 
 
 def _root_from_machine(h, machine: Mapping[str, int], page: int) -> None:
     """The root's local figures: the machine's minus its descendants', so
     that its hierarchical (total_*, usage) figures are the machine's."""
     below: dict[str, int] = {}
-    for cg in h.root.descendants():
-        for k, v in MEMORY.state(cg).live_stats.items():
+    below_pages = 0
+    below_events: dict[str, int] = {}
+    for cg in list(_figures(h).holders.values()):
+        if cg.is_top or cg.removed:
+            continue
+        st = MEMORY.state(cg)
+        for k, v in st.live_stats.items():
             below[k] = below.get(k, 0) + v
+        below_pages += st.charged["memory"] + st.live_pages.get("memory", 0)
+        for k in LIVE_EVENT_KEYS:
+            below_events[k] = below_events.get(k, 0) + stat_local(cg, k)
     stats = {k: max(0, machine.get(k, 0) - below.get(k, 0)) for k in LIVE_GAUGE_KEYS}
-    usage = max(0, machine.get("usage", 0) - sum(charged_pages(c, MEM) * page
-                                                 for c in h.root.children.values()))
+    usage = max(0, machine.get("usage", 0) - below_pages * page)
     set_live(h.root, stats, page, usage_bytes=usage)
     # Root events: the machine's counters less the descendants' (never
     # lower than shown before: a removed child takes its events with it).
     events = MEMORY.state(h.root).stats
     for k in LIVE_EVENT_KEYS:
         if k in machine:
-            rest = machine[k] - sum(stat_local(c, k) for c in h.root.descendants())
-            events[k] = max(events.get(k, 0), rest)
+            events[k] = max(events.get(k, 0), machine[k] - below_events.get(k, 0))
